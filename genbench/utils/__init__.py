@@ -1,0 +1,1 @@
+"""Helpers shared across genbench; each lives here once."""
