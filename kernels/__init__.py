@@ -1,0 +1,72 @@
+"""genbench's kernel ops (installed as `genbench.kernels`), with explicit backends.
+
+Each op is registered in KERNELS as a KernelOp: its reference (in genbench.baselines)
+and, where one exists, its Triton implementation. Backends:
+- "torch":  the reference, on any device;
+- "triton": the Triton kernel; on CUDA, or on the CPU under TRITON_INTERPRET=1
+            (set before triton is imported; the interpreter is slow and for tests);
+- "auto":   "triton" on CUDA when the op has a kernel, else "torch".
+Backends are resolved explicitly per call site (`resolve_backend`) and the harness
+records the resolved name; nothing switches at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+
+from genbench.errors import ConfigError
+from genbench.registry import KERNELS
+
+Backend = Literal["auto", "triton", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+
+
+@dataclass(frozen=True)
+class KernelOp:
+    name: str
+    reference: Callable  # genbench.baselines.<op>: same signature as the public function
+    triton: Callable | None  # the Triton-backed implementation, None until it lands
+    summary: str
+
+
+def interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(op: str, backend: str, device: torch.device | str) -> str:
+    """Turn a requested backend into the one that will run ("triton" or "torch")."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    kernel_op: KernelOp = KERNELS.get(op)
+    on_cuda = torch.device(device).type == "cuda"
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        return "triton" if on_cuda and kernel_op.triton is not None else "torch"
+    if kernel_op.triton is None:
+        raise ConfigError(
+            f"Op {op!r} has no Triton kernel yet; run it with backend='torch' or 'auto'."
+        )
+    if not on_cuda and not interpreter_enabled():
+        raise ConfigError(
+            f"backend='triton' for {op!r} on {torch.device(device).type} needs CUDA, or "
+            "TRITON_INTERPRET=1 set in the environment before genbench is imported "
+            "(the Triton interpreter: slow, for tests). Use backend='torch' or 'auto' on CPU."
+        )
+    return "triton"
+
+
+def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
+    """The implementation of `op` that `backend` resolves to on `device`."""
+    kernel_op: KernelOp = KERNELS.get(op)
+    resolved = resolve_backend(op, backend, device)
+    return kernel_op.triton if resolved == "triton" else kernel_op.reference
+
+
+from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
+
+__all__ = ["BACKENDS", "KernelOp", "dispatch", "resolve_backend", "reparameterize_kl"]
