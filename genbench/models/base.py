@@ -1,0 +1,43 @@
+"""Model registration: what the harness needs to know to build and train a model.
+
+A model is an nn.Module built as `cls(options, data_info, backend)`, where `backend` is
+the kernel backend requested for the run ("auto", "triton", "torch"). Capabilities the
+harness and metrics use, when a model has them:
+  likelihood                    Likelihood: p(x|z) and its conventions
+  reconstruct_output(x) -> out  decoder output for a deterministic encoding of x
+  elbo_terms(x, gen, ...)       per-example (recon_nll, kl, kl_objective) for VAEs
+  prepare_sampling(train_x)     called once after training, before sampling
+  sample(n, generator) -> x     n samples in the data's range
+  kernel_backends() -> dict     op name -> resolved backend that ran
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from genbench.registry import MODELS
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "autoencoder", "vae", ... : which objectives and trainer apply
+    cls: type  # nn.Module subclass, built as cls(options, data_info, backend)
+    options: type  # options dataclass
+    default_objective: str
+    kernel_ops: tuple[str, ...]  # kernel ops the model calls (their backends are recorded)
+    summary: str
+
+
+def register_model(name: str, family: str, options: type, default_objective: str,
+                   summary: str, kernel_ops: tuple[str, ...] = ()):
+    def wrap(cls):
+        MODELS.register(name, ModelSpec(name, family, cls, options, default_objective, kernel_ops, summary))
+        return cls
+
+    return wrap
+
+
+def build_model(spec: ModelSpec, options: Any, data_info: Any, backend: str):
+    return spec.cls(options, data_info, backend)

@@ -1,0 +1,77 @@
+"""Variational autoencoder (Kingma & Welling 2014): Gaussian q(z|x), N(0, I) prior,
+Bernoulli or Gaussian p(x|z), MLP or conv networks.
+
+The reparameterisation and the KL go through one kernel op,
+genbench.kernels.reparameterize_kl, with the run's backend: a Triton kernel drops in
+there without touching this model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genbench.kernels import reparameterize_kl, resolve_backend
+from genbench.models.autoencoder import AutoencoderOptions, make_likelihood
+from genbench.models.base import register_model
+from genbench.models.nets import build_decoder, build_encoder
+
+
+@dataclass(frozen=True)
+class VAEOptions(AutoencoderOptions):
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"  # p(x|z), see objectives/likelihood.py
+    decoder_sigma: float | None = None  # gaussian: None = predicted per-dim sigma; a number fixes it
+
+
+@register_model("vae", "vae", VAEOptions, "elbo",
+                "VAE with Gaussian q(z|x), Bernoulli or Gaussian p(x|z), MLP or conv",
+                kernel_ops=("reparam_kl",))
+class VAE(nn.Module):
+    def __init__(self, options: VAEOptions, data_info, backend: str = "auto"):
+        super().__init__()
+        shape = data_info.shape
+        self.latent_dim = options.latent_dim
+        self.backend = backend
+        self.likelihood = make_likelihood(options, data_info)
+        self.encoder = build_encoder(options.arch, shape, 2 * options.latent_dim, options.hidden, options.channels)
+        self.decoder = build_decoder(options.arch, shape, options.latent_dim,
+                                     self.likelihood.out_channels(shape[0]), options.hidden, options.channels)
+
+    def kernel_backends(self) -> dict[str, str]:
+        device = next(self.parameters()).device
+        return {"reparam_kl": resolve_backend("reparam_kl", self.backend, device)}
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent) each
+        return mu, logvar
+
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                   beta: float = 1.0, free_bits: float = 0.0):
+        """Per-example (recon_nll, kl, kl_objective) in nats, one z sample each.
+
+        kl is the true KL(q(z|x) || p(z)); kl_objective is what the loss uses
+        (beta-weighted, free bits applied) and equals kl when beta=1, free_bits=0.
+        """
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device)  # (B, latent)
+        z, kl_objective = reparameterize_kl(mu, logvar, eps, beta=beta, free_bits=free_bits, backend=self.backend)
+        if beta == 1.0 and free_bits == 0.0:
+            kl = kl_objective
+        else:
+            with torch.no_grad():
+                kl = reparameterize_kl(mu, logvar, eps, backend=self.backend)[1]
+        recon_nll = self.likelihood.nll(self.decoder(z), x)  # (B,)
+        return recon_nll, kl, kl_objective
+
+    def reconstruct_output(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encode(x)
+        return self.decoder(mu)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.likelihood.mean(self.decoder(z))

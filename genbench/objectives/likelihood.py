@@ -1,0 +1,94 @@
+"""Decoder likelihoods p(x|z) and the units conventions for reporting them.
+
+Conventions (stated in every record that uses them):
+- "bernoulli": the data are binarised; training uses *dynamic* binarisation (a fresh
+  x ~ Bernoulli((x+1)/2) every batch), evaluation a *static* binarisation of the test
+  split drawn once with a fixed seed. NLL is a discrete log-probability: bits/dim =
+  nats / (D ln 2).
+- "gaussian": images are 8-bit levels (x = u/127.5 - 1, bin width 2/255); the model sees
+  uniformly dequantised data y = x + U(-1/255, 1/255) and its continuous density gives
+  a bound on the discrete probability: -log P(u) <= -log p(y) - D log(2/255), so
+  bits/dim = (NLL_nats + D ln 127.5) / (D ln 2)  (Theis et al. 2016). 2-D points are not
+  quantised: their NLL stays a density in nats and has no bits/dim.
+  The decoder either predicts a per-dimension log sigma (Kingma & Welling 2014,
+  appendix C.2) or uses a fixed sigma (sigma = 1 is squared error up to a constant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from genbench.data.base import PIXEL_LEVELS
+
+LOG_SIGMA_MIN = -7.0  # floor on predicted log sigma (sigma ~ 1e-3, below the dequantisation noise)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+BIN_WIDTH = 2.0 / (PIXEL_LEVELS - 1)  # width of one 8-bit level in [-1, 1] units
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """p(x|z) for one decoder: how many outputs it needs and how to score/sample them."""
+
+    kind: str  # "bernoulli" | "gaussian"
+    sigma: float | None  # gaussian only: fixed sigma, or None for a predicted per-dim sigma
+    quantised: bool  # images with 8-bit levels (bits/dim defined); False for 2-D points
+
+    def out_channels(self, channels: int) -> int:
+        return 2 * channels if self.kind == "gaussian" and self.sigma is None else channels
+
+    def prepare(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The data as this likelihood models it: binarised or dequantised."""
+        if self.kind == "bernoulli":
+            probs = ((x + 1) / 2).clamp(0, 1)
+            return torch.bernoulli(probs, generator=generator)  # values in {0, 1}
+        if not self.quantised:
+            return x
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + (u - 0.5) * BIN_WIDTH
+
+    def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log p(target | decoder output), summed over dims: nats per example (B,)."""
+        dims = tuple(range(1, target.ndim))
+        if self.kind == "bernoulli":
+            return F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(dims)
+        mean, log_sigma = self.split(out)
+        nll = HALF_LOG_2PI + log_sigma + 0.5 * ((target - mean) * torch.exp(-log_sigma)) ** 2
+        return nll.sum(dims)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian decoder output -> (mean, log sigma)."""
+        if self.sigma is not None:
+            return out, torch.full_like(out, math.log(self.sigma))
+        mean, raw = out.chunk(2, dim=1)
+        # Soft floor: keeps the gradient alive, unlike a hard clamp.
+        return mean, LOG_SIGMA_MIN + F.softplus(raw - LOG_SIGMA_MIN)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        """E[x|z] in the data's own range ([-1, 1] for images)."""
+        if self.kind == "bernoulli":
+            return torch.sigmoid(out) * 2 - 1
+        return self.split(out)[0]
+
+    def target_in_data_range(self, target: torch.Tensor) -> torch.Tensor:
+        """Prepared data mapped back to the data range (binary {0,1} -> {-1,1})."""
+        return target * 2 - 1 if self.kind == "bernoulli" else target
+
+    def bits_per_dim(self, nll_nats: torch.Tensor, dims: int) -> torch.Tensor | None:
+        """Per-example NLL in nats -> bits/dim under this likelihood's convention."""
+        if self.kind == "bernoulli":
+            return nll_nats / (dims * math.log(2))
+        if not self.quantised:
+            return None
+        return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
+
+    def convention(self) -> str:
+        if self.kind == "bernoulli":
+            return "bernoulli: dynamic binarisation (train), static binarisation seed 0 (eval); bpd = nats/(D ln2)"
+        if not self.quantised:
+            return "gaussian density on unquantised points; nats only"
+        sig = "predicted per-dim sigma" if self.sigma is None else f"fixed sigma={self.sigma}"
+        return f"gaussian ({sig}) on uniformly dequantised 8-bit data; bpd = (nats + D ln127.5)/(D ln2)"
