@@ -1,0 +1,132 @@
+"""Command line: `genbench list|run|report` (and `python bench.py`, which is the same).
+
+User errors (bad path, corrupt file, unknown name, bad config) end with a
+one-paragraph message and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+from genbench.registry import REGISTRIES, registry_for
+
+DEFAULT_SUITE = "quick"
+RESULTS_ROOT = Path("results")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench",
+        description="Benchmark and evaluation suite for deep generative models. "
+        "With no arguments, runs the quick suite on embedded data.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    p_list = sub.add_parser("list", help="print the registered names of one kind, one per line")
+    p_list.add_argument("kind", choices=list(REGISTRIES), help="what to list")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="add a one-line summary per name")
+
+    p_run = sub.add_parser("run", help="train, evaluate and record runs; writes results.jsonl and report.md")
+    what = p_run.add_mutually_exclusive_group()
+    what.add_argument("--suite", help="suite name (`genbench list suites`) or path to a .toml suite file")
+    what.add_argument("--model", help="model name for an ad-hoc run (`genbench list models`)")
+    p_run.add_argument("--dataset", default="digits", help="dataset spec, e.g. digits, shapes?size=64, mnist:PATH")
+    p_run.add_argument("--objective", help="objective name (default: the model's own)")
+    p_run.add_argument("--steps", type=int, default=500, help="training steps per run (default 500)")
+    p_run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..K-1 (default 1)")
+    p_run.add_argument("--batch-size", type=int, default=64)
+    p_run.add_argument("--lr", type=float, default=1e-3)
+    p_run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p_run.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
+                       help="kernel backend (auto: triton on CUDA, torch reference on CPU)")
+    p_run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p_run.add_argument("--set", dest="model_options", action="append", metavar="KEY=VALUE",
+                       help="model option, repeatable (e.g. --set arch=conv)")
+    p_run.add_argument("--objective-set", dest="objective_options", action="append", metavar="KEY=VALUE",
+                       help="objective option, repeatable (e.g. --objective-set beta=4)")
+    p_run.add_argument("--out", type=Path, help="result folder; rerunning into an existing one resumes it "
+                       "(default results/<suite>/<UTC stamp>-<host>/)")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p_report = sub.add_parser("report", help="render report.md and figures from result folders")
+    p_report.add_argument("dirs", nargs="+", type=Path, help="result folders (holding results.jsonl)")
+    p_report.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
+    return parser
+
+
+def cmd_list(args) -> int:
+    registry = registry_for(args.kind)
+    for name in registry.names():
+        summary = getattr(registry.get(name), "summary", "")
+        print(f"{name}\t{summary}" if args.verbose and summary else name)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from genbench.harness.report import render_report
+    from genbench.harness.runner import run_all
+    from genbench.harness.spec import resolve_all, run_config
+    from genbench.harness.suites import load_suite
+    from genbench.utils.options import parse_assignments
+
+    if args.model:
+        base = {
+            "model": args.model, "dataset": args.dataset, "objective": args.objective,
+            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+            "backend": args.backend, "precision": args.precision,
+            "model_options": parse_assignments(args.model_options, "--set"),
+            "objective_options": parse_assignments(args.objective_options, "--objective-set"),
+        }
+        if args.seeds < 1:
+            raise GenbenchError("--seeds must be at least 1.")
+        configs = [run_config({**base, "seed": s}, "the command line") for s in range(args.seeds)]
+        suite_name, folder = None, "adhoc"
+    else:
+        suite = load_suite(args.suite or DEFAULT_SUITE)
+        configs, suite_name, folder = suite.runs, suite.name, suite.name
+    runs = resolve_all(configs, suite_name)  # every name and option checked before anything runs
+    out = args.out or default_out(folder)
+    print(f"{len(runs)} run(s) -> {out}", file=sys.stderr)
+    run_all(runs, out, progress=not args.no_progress)
+    print(render_report([out]))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from genbench.harness.report import render_report
+
+    for d in args.dirs:
+        if not d.is_dir():
+            raise GenbenchError(f"{d} is not a folder. Pass the result folder that holds results.jsonl.")
+    print(render_report(args.dirs, args.out))
+    return 0
+
+
+def default_out(folder: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return RESULTS_ROOT / folder / f"{stamp}-{socket.gethostname()}"
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv or ["run", "--suite", DEFAULT_SUITE])
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

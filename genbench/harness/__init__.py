@@ -1,0 +1,1 @@
+"""The harness: runs (runner), measurements (measure), result records (store), reports."""

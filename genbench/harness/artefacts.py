@@ -1,0 +1,60 @@
+"""Artefacts written into a run's folder: sample grids, reconstructions, point clouds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from genbench.data.base import images_to_uint8  # noqa: E402
+
+MIN_TILE_PX = 48  # small images are enlarged (nearest neighbour) to at least this size
+
+
+def save_image_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> Path:
+    """images (N, C, H, W) in [-1, 1] -> one PNG grid with 1-px separators."""
+    u8 = images_to_uint8(images.detach().cpu())  # (N, C, H, W)
+    n, c, h, w = u8.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = torch.full((c, rows * (h + 1) + 1, columns * (w + 1) + 1), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        canvas[:, 1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + col * (w + 1): 1 + col * (w + 1) + w] = u8[i]
+    array = canvas.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if c == 1 else array)
+    scale = max(1, MIN_TILE_PX // max(h, w))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    image.save(path)
+    return path
+
+
+def save_reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path,
+                             columns: int = 8) -> Path:
+    """Alternating rows: originals, then their reconstructions."""
+    rows = []
+    for start in range(0, originals.shape[0], columns):
+        rows += [originals[start:start + columns], reconstructions[start:start + columns]]
+    return save_image_grid(torch.cat(rows), path, columns)
+
+
+def save_points(samples: torch.Tensor, reference: torch.Tensor, path: Path, title: str) -> Path:
+    """2-D samples over the reference points."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ref, smp = reference.detach().cpu(), samples.detach().cpu()
+    ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.3, label="data")
+    ax.scatter(smp[:, 0], smp[:, 1], s=2, alpha=0.5, label="samples")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

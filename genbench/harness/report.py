@@ -1,0 +1,210 @@
+"""report.md (and figures) from result records.
+
+One row per model x objective x dataset -- split further by precision, backend and
+device, because numbers measured under different conditions are not comparable and
+must not be averaged together. Each metric is mean ± std over seeds with n; a diverged
+run counts in the failure column and is not dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
+from genbench.utils.hashing import json_hash  # noqa: E402
+
+GROUP = ["model", "objective", "dataset", "precision", "backend", "device"]
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+
+# Metrics shown in the performance table, with how to display them.
+PERF_COLUMNS = {
+    "perf/train_throughput": ("train ex/s", 1.0),
+    "perf/sample_throughput": ("samples/s", 1.0),
+    "perf/peak_memory": ("peak mem MiB", 1 / 2**20),
+    "time/train": ("train s", 1.0),
+}
+
+
+def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
+    """Write report.md and figures for the completed runs under `result_dirs`."""
+    frame = load_frame(result_dirs)
+    out_dir = Path(out_dir or result_dirs[0])
+    figures = out_dir / FIGURES_DIR
+    figures.mkdir(parents=True, exist_ok=True)
+    frame["group"] = frame[GROUP].astype(str).agg(" | ".join, axis=1)
+    final = frame[frame["step"].isna()]
+    sections = [
+        header(frame, result_dirs),
+        "## Results\n\n" + quality_table(final) + "\n\n" + units_note(final),
+        "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
+        "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
+        "## Samples and reconstructions\n\n" + artefact_section(frame, out_dir),
+        "## Provenance\n\n" + provenance_section(frame),
+    ]
+    path = out_dir / REPORT_FILE
+    path.write_text("\n\n".join(sections) + "\n")
+    return path
+
+
+def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:
+    suites = sorted({s for s in frame["suite"].dropna()}) or ["(ad-hoc runs)"]
+    runs = frame["run_id"].nunique()
+    return (
+        f"# genbench report: {', '.join(suites)}\n\n"
+        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
+        f"{runs} completed runs in {', '.join(str(d) for d in result_dirs)}. "
+        "Each cell is mean ± std over seeds (n = number of seeds); a diverged run counts "
+        "as a failure and contributes no quality numbers."
+    )
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    """Readable numbers: thousands separators for large ones, significant digits else."""
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{fmt(values.iloc[0])} (n=1)"
+    return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
+
+
+def quality_table(final: pd.DataFrame) -> str:
+    rows = []
+    quality = final[final["metric"].str.startswith("test/")]
+    for group, runs in final.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP[:3], group[:3]))
+        row["precision"], row["backend"] = group[3], group[4]
+        diverged = runs[runs["metric"] == DIVERGED_METRIC]["value"]
+        row["diverged"] = f"{int(diverged.sum())}/{len(diverged)}"
+        mine = quality[quality["group"] == runs["group"].iloc[0]]
+        for metric, values in mine.groupby("metric"):
+            row[metric.removeprefix("test/")] = mean_std(values["value"])
+        rows.append(row)
+    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+
+
+def units_note(final: pd.DataFrame) -> str:
+    quality = final[final["metric"].str.startswith("test/")]
+    units = quality.drop_duplicates("metric")[["metric", "unit"]]
+    lines = [f"- `{m.removeprefix('test/')}`: {u}" for m, u in zip(units["metric"], units["unit"])]
+    conventions = sorted({p.get("convention") for p in quality["provenance"] if p.get("convention")})
+    lines += [f"- likelihood convention: {c}" for c in conventions]
+    counts = sorted({p.get("n_examples") for p in quality["provenance"] if p.get("n_examples")})
+    if counts:
+        lines.append(f"- evaluated on the test split: {', '.join(map(str, counts))} examples per run")
+    return "Units and conventions:\n\n" + "\n".join(lines)
+
+
+def perf_table(final: pd.DataFrame) -> str:
+    rows = []
+    for group, runs in final.groupby(GROUP, sort=True):
+        row = dict(zip(["model", "objective", "dataset", "precision", "backend"], group[:5]))
+        for metric, (title, scale) in PERF_COLUMNS.items():
+            row[title] = mean_std(runs[runs["metric"] == metric]["value"] * scale)
+        rows.append(row)
+    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+
+
+def perf_note(final: pd.DataFrame) -> str:
+    mem = final[final["metric"] == "perf/peak_memory"]["provenance"]
+    kinds = sorted({p.get("measured", "") for p in mem})
+    thr = final[final["metric"] == "perf/train_throughput"]["provenance"]
+    methods = sorted({f"{p.get('method')}, first {p.get('warmup_steps')} steps excluded" for p in thr})
+    return "\n".join(
+        [f"- training throughput: {m}" for m in methods]
+        + [f"- peak memory: {k}" for k in kinds]
+        + ["- sampling throughput: median of timed batches after a warm-up; see records for quantiles"]
+    )
+
+
+def curve_figures(frame: pd.DataFrame, figures: Path, out_dir: Path) -> str:
+    """One figure per group: training loss and gradient norm against step, a line per seed."""
+    parts = []
+    curves = frame[frame["step"].notna() & frame["metric"].isin(["train/loss", "train/grad_norm"])]
+    for group, runs in curves.groupby("group", sort=True):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+        for ax, metric in zip(axes, ["train/loss", "train/grad_norm"]):
+            for seed, seed_runs in runs[runs["metric"] == metric].groupby("seed"):
+                ax.plot(seed_runs["step"], seed_runs["value"], label=f"seed {seed}", lw=1)
+            ax.set_xlabel("step")
+            ax.set_title(metric, fontsize=9)
+            clip_first_steps(ax, runs[runs["metric"] == metric])
+        axes[0].legend(fontsize=7)
+        fig.suptitle(group, fontsize=8)
+        fig.tight_layout()
+        path = figures / f"curves-{json_hash(group)}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        parts.append(f"**{group}**\n\n![training curves]({rel(path, out_dir)})")
+    return "\n\n".join(parts) or "(no training curves recorded)"
+
+
+def clip_first_steps(ax, values: pd.DataFrame) -> None:
+    """Fit the y-axis to the curve after its first 5% of steps, so the large values at
+    initialisation do not flatten the rest (they are still drawn, off the top)."""
+    late = values[values["step"] > 0.05 * values["step"].max()]["value"].dropna()
+    if len(late) > 1 and late.max() > late.min():
+        pad = 0.1 * (late.max() - late.min())
+        ax.set_ylim(late.min() - pad, late.max() + pad)
+
+
+def artefact_section(frame: pd.DataFrame, out_dir: Path) -> str:
+    """The sample and reconstruction grids of the lowest seed of each group."""
+    parts = []
+    complete = frame[frame["metric"] == COMPLETE_METRIC].sort_values("seed")
+    for group, runs in complete.groupby("group", sort=True):
+        first = runs.iloc[0]
+        paths = first["provenance"].get("artefacts") or {}
+        if not paths:
+            continue
+        images = " ".join(
+            f"![{name}]({rel(Path(first['source_dir']) / p, out_dir)})" for name, p in sorted(paths.items())
+        )
+        parts.append(f"**{group}** (seed {first['seed']}; {', '.join(sorted(paths))})\n\n{images}")
+    note = ("Sample grids show the decoder mean; reconstruction grids alternate rows of test "
+            "images and their reconstructions.\n\n")
+    return note + ("\n\n".join(parts) or "(no artefacts)")
+
+
+def provenance_section(frame: pd.DataFrame) -> str:
+    complete = frame[frame["metric"] == COMPLETE_METRIC]
+    rows = []
+    for _, r in complete.sort_values(["group", "seed"]).iterrows():
+        prov, versions = r["provenance"], r["versions"]
+        data = prov.get("dataset", {})
+        rows.append({
+            "run_id": r["run_id"], "model": r["model"], "objective": r["objective"], "seed": r["seed"],
+            "dataset (hash)": f"{r['dataset']} ({data.get('content_hash')})",
+            "n train/test": f"{data.get('n_train')}/{data.get('n_test')}",
+            "steps": prov.get("config", {}).get("run", {}).get("steps"),
+            "kernels": ", ".join(f"{k}={v}" for k, v in (prov.get("kernel_backends") or {}).items()) or "none",
+            "precision": r["precision"],
+        })
+    env = complete.drop_duplicates(["device", "git_commit"])
+    env_lines = [
+        f"- device: {r['device']}; torch {r['versions'].get('torch')}, triton "
+        f"{r['versions'].get('triton')}, genbench {r['versions'].get('genbench')}, python "
+        f"{r['versions'].get('python')}, numpy {r['versions'].get('numpy')}; git commit {r['git_commit']}"
+        for _, r in env.iterrows()
+    ]
+    return "\n".join(env_lines) + "\n\n" + tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False)
+
+
+def rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()

@@ -1,0 +1,197 @@
+"""The runner: runs (validated up front) -> train, evaluate, measure, record.
+
+For every run it records training throughput after warm-up, sampling throughput, peak
+memory, wall time per phase, loss curves and gradient norms, and the metrics that apply
+to the model. A diverged run (NaN/Inf loss or gradient) is recorded as such and the
+suite goes on. A run whose records are complete in the results file is skipped, so a
+killed suite resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from genbench.data import Dataset, load_dataset
+from genbench.harness import artefacts, measure
+from genbench.harness.recorder import RunRecorder
+from genbench.harness.spec import Run
+from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, completed_run_ids
+from genbench.metrics import EvalContext, applicable_metrics
+from genbench.models import build_model
+from genbench.train.batches import epoch_batches
+from genbench.train.single import TrainOutcome, train_single_objective
+
+SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
+GRID_SAMPLES = 64  # samples in the artefact grid
+RECON_EXAMPLES = 32  # test examples in the reconstruction grid
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class DatasetCache:
+    """Loads each dataset spec once per process (suites reuse them across runs)."""
+
+    def __init__(self):
+        self._cache: dict[str, Dataset] = {}
+
+    def get(self, spec: str) -> Dataset:
+        if spec not in self._cache:
+            self._cache[spec] = load_dataset(spec)
+        return self._cache[spec]
+
+
+def run_all(runs: list[Run], out_dir: Path, progress: bool = True,
+            echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+    """Execute every run not already complete in out_dir/results.jsonl."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / RESULTS_FILE
+    done = completed_run_ids(results)
+    datasets = DatasetCache()
+    for i, run in enumerate(runs, 1):
+        name = f"[{i}/{len(runs)}] {run.model_label} / {run.objective_label} / {run.config.dataset} / seed {run.config.seed}"
+        if run.run_id in done:
+            echo(f"{name}: complete in {results}, skipped")
+            continue
+        echo(f"{name}: running")
+        status = execute_run(run, out_dir, datasets, progress)
+        echo(f"{name}: {status}")
+
+
+def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool = True) -> str:
+    cfg, device = run.config, run.device
+    phases: dict[str, float] = {}
+    with measure.timed(device, phases, "load_data"):
+        data = datasets.get(cfg.dataset)
+    seed_everything(cfg.seed)
+    memory = measure.PeakMemory(device)
+    memory.reset()
+    with measure.timed(device, phases, "build"):
+        model = build_model(run.model_spec, run.model_options, data.info, cfg.backend).to(device)
+    backends = model.kernel_backends()
+    recorder = RunRecorder(run, out_dir / RESULTS_FILE, backend_label(backends))
+    run_dir = out_dir / "runs" / run.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    batches = epoch_batches(data.train.x.to(device), cfg.batch_size, generator)
+    loss_fn = lambda x: run.objective.loss(model, x, run.objective_options, generator)  # noqa: E731
+
+    def log(step: int, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            recorder.emit(f"train/{key}", value, "norm" if key == "grad_norm" else "nats/example", step)
+        recorder.flush()
+
+    with measure.timed(device, phases, "train"):
+        outcome = train_single_objective(model, loss_fn, batches, cfg, device, log, progress)
+    record_training(recorder, outcome, cfg)
+    artefact_paths: dict[str, str] = {}
+    if not outcome.diverged:
+        artefact_paths = evaluate(run, model, data, recorder, phases, run_dir, out_dir)
+    record_memory_and_phases(recorder, memory, phases)
+    recorder.emit(DIVERGED_METRIC, float(outcome.diverged), "bool", None,
+                  at_step=outcome.diverged_step, reason=outcome.diverged_reason)
+    recorder.emit(COMPLETE_METRIC, 1.0, "bool", None, artefacts=artefact_paths,
+                  kernel_backends=backends, dataset=data.provenance(), config=run_snapshot(run))
+    recorder.flush()
+    return f"diverged at step {outcome.diverged_step}: {outcome.diverged_reason}" if outcome.diverged else "done"
+
+
+def record_training(recorder: RunRecorder, outcome: TrainOutcome, cfg) -> None:
+    timed_steps = outcome.step_seconds[cfg.warmup_steps:]
+    if timed_steps:
+        rate, q = measure.median_rate(timed_steps, cfg.batch_size)
+        recorder.emit("perf/train_throughput", rate, "examples/s", None, step_seconds=q,
+                      warmup_steps=cfg.warmup_steps, batch_size=cfg.batch_size,
+                      method="batch_size / median step time (synchronised)")
+    if outcome.skipped_steps:
+        recorder.emit("train/skipped_steps", outcome.skipped_steps, "steps", None,
+                      reason="fp16 grad scaler skipped steps with inf/NaN gradients")
+
+
+def evaluate(run: Run, model, data: Dataset, recorder: RunRecorder, phases: dict[str, float],
+             run_dir: Path, out_dir: Path) -> dict[str, str]:
+    """Metrics, sampling throughput and artefacts of a trained model."""
+    device, cfg = run.device, run.config
+    model.eval()
+    if hasattr(model, "prepare_sampling"):
+        with measure.timed(device, phases, "fit_sampler"):
+            model.prepare_sampling(data.train.x.to(device))
+    ctx = EvalContext(model, data, device, cfg.eval_batch)
+    with measure.timed(device, phases, "evaluate"), torch.autocast(
+        device.type, enabled=False
+    ):
+        for metric in applicable_metrics(model):
+            for mv in metric.evaluate(ctx):
+                recorder.emit(mv.metric, mv.value, mv.unit, None, metric_fn=metric.name, **mv.provenance)
+    with measure.timed(device, phases, "sample"):
+        rate, q = sampling_throughput(model, cfg.eval_batch, device, cfg.seed)
+    recorder.emit("perf/sample_throughput", rate, "samples/s", None, batch=cfg.eval_batch,
+                  batch_seconds=q, method=f"median of {SAMPLE_REPEATS} batches after 1 warm-up")
+    with measure.timed(device, phases, "artefacts"):
+        paths = write_artefacts(model, data, run_dir, cfg.seed, device)
+    return {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
+
+
+@torch.no_grad()
+def sampling_throughput(model, batch: int, device: torch.device, seed: int):
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.sample(batch, generator)  # warm-up
+    seconds = []
+    for _ in range(SAMPLE_REPEATS):
+        timing: dict[str, float] = {}
+        with measure.timed(device, timing, "t"):
+            model.sample(batch, generator)
+        seconds.append(timing["t"])
+    return measure.median_rate(seconds, batch)
+
+
+@torch.no_grad()
+def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torch.device) -> dict[str, Path]:
+    generator = torch.Generator(device=device).manual_seed(seed)
+    samples = model.sample(GRID_SAMPLES if data.info.kind == "image" else 2000, generator)
+    if data.info.kind == "points":
+        return {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png", "samples vs data")}
+    paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
+    if hasattr(model, "reconstruct_output"):
+        x = data.test.x[:RECON_EXAMPLES].to(device)
+        recon = model.likelihood.mean(model.reconstruct_output(x))
+        paths["reconstructions"] = artefacts.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
+    return paths
+
+
+def record_memory_and_phases(recorder: RunRecorder, memory: measure.PeakMemory, phases: dict[str, float]) -> None:
+    recorder.emit("perf/peak_memory", memory.peak_bytes(), "bytes", None, measured=memory.kind,
+                  scope="model build, training, evaluation and sampling of this run")
+    for phase, seconds in phases.items():
+        recorder.emit(f"time/{phase}", seconds, "s", None)
+
+
+def backend_label(backends: dict[str, str]) -> str:
+    """'torch' when every op ran the reference (or none ran), else 'op=backend,...'."""
+    if not backends:
+        return "none"
+    values = set(backends.values())
+    if len(values) == 1:
+        return values.pop()
+    return ",".join(f"{op}={b}" for op, b in sorted(backends.items()))
+
+
+def run_snapshot(run: Run) -> dict:
+    import dataclasses
+
+    return {
+        "run": {k: v for k, v in dataclasses.asdict(run.config).items()},
+        "model_options": dataclasses.asdict(run.model_options),
+        "objective_options": dataclasses.asdict(run.objective_options),
+        "device": str(run.device),
+    }

@@ -1,0 +1,127 @@
+"""Run specifications: what the user asks for, validated and resolved before anything runs.
+
+A run is (model, objective, dataset, seed, budget in steps, options). `RunConfig` is the
+user-facing form (from the CLI or a suite file); `resolve` checks every name and option
+against the registries and returns a `Run` with typed options, display labels and a
+`run_id` that is a hash of everything that changes the result (resume keys on it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from genbench.errors import ConfigError
+from genbench.kernels import BACKENDS
+from genbench.models.base import ModelSpec
+from genbench.objectives.base import Objective, objective_for
+from genbench.registry import DATASETS, MODELS, load_builtins
+from genbench.data.base import parse_spec
+from genbench.utils.hashing import json_hash
+from genbench.utils.options import build_options, non_default_options
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str  # registered model name (`genbench list models`)
+    dataset: str = "digits"  # dataset spec (`genbench list datasets`), e.g. "digits?size=32"
+    objective: str | None = None  # registered objective; None = the model's default
+    seed: int = 0  # seeds weights, batches, noise: fully determines a CPU run
+    steps: int = 500  # training budget in optimiser steps
+    batch_size: int = 64  # training examples per step
+    lr: float = 1e-3  # Adam learning rate
+    adam_beta1: float = 0.9  # Adam beta1
+    adam_beta2: float = 0.999  # Adam beta2
+    log_every: int = 10  # steps between train/* records (loss curves, gradient norms)
+    warmup_steps: int = 20  # first steps left out of the training throughput
+    eval_batch: int = 256  # batch size for evaluation and sampling throughput
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 = autocast (fp16 adds a grad scaler)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    backend: Literal["auto", "triton", "torch"] = "auto"  # kernel backend (see genbench.kernels)
+    model_options: dict[str, Any] = field(default_factory=dict)  # the model's options dataclass
+    objective_options: dict[str, Any] = field(default_factory=dict)  # the objective's options
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "eval_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.warmup_steps < 0 or self.lr <= 0:
+            raise ValueError("warmup_steps must be >= 0 and lr > 0")
+
+
+@dataclass(frozen=True)
+class Run:
+    config: RunConfig
+    suite: str | None
+    model_spec: ModelSpec
+    model_options: Any
+    objective: Objective
+    objective_options: Any
+    device: torch.device
+    run_id: str
+    model_label: str  # name + non-default options, e.g. "vae[arch=conv]"
+    objective_label: str
+
+
+def label(name: str, options: Any) -> str:
+    changed = non_default_options(options)
+    if not changed:
+        return name
+    return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' was asked for but no CUDA device is visible; use --device cpu.")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def resolve(config: RunConfig, suite: str | None = None) -> Run:
+    """Validate every name and option of a run; raise ConfigError/UnknownNameError."""
+    load_builtins()
+    spec: ModelSpec = MODELS.get(config.model)
+    model_options = build_options(spec.options, config.model_options, f"model {config.model!r}")
+    objective = objective_for(spec.family, config.objective or spec.default_objective)
+    objective_options = build_options(objective.options, config.objective_options,
+                                      f"objective {objective.name!r}")
+    DATASETS.get(parse_spec(config.dataset)[0])  # name check now; loading happens at run time
+    device = resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision='fp16' needs CUDA (its gradient scaler); use bf16 or fp32 on the CPU.")
+    assert config.backend in BACKENDS
+    identity = {
+        "model": spec.name, "model_options": dataclasses.asdict(model_options),
+        "objective": objective.name, "objective_options": dataclasses.asdict(objective_options),
+        "config": {k: v for k, v in dataclasses.asdict(config).items()
+                   if k not in ("model", "objective", "model_options", "objective_options", "device")},
+        "device": device.type,
+    }
+    return Run(
+        config=config, suite=suite, model_spec=spec, model_options=model_options,
+        objective=objective, objective_options=objective_options, device=device,
+        run_id=json_hash(identity), model_label=label(spec.name, model_options),
+        objective_label=label(objective.name, objective_options),
+    )
+
+
+def resolve_all(configs: list[RunConfig], suite: str | None = None) -> list[Run]:
+    runs = [resolve(c, suite) for c in configs]
+    seen: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        if run.run_id in seen:
+            raise ConfigError(
+                f"Runs {seen[run.run_id] + 1} and {i + 1} are identical ({run.model_label}, "
+                f"{run.objective_label}, {run.config.dataset}, seed {run.config.seed}); "
+                "remove one or change its seed."
+            )
+        seen[run.run_id] = i
+    return runs
+
+
+def run_config(values: dict[str, Any], context: str) -> RunConfig:
+    return build_options(RunConfig, values, context)

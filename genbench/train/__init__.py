@@ -1,0 +1,1 @@
+"""Training loops per family, composed from registered parts."""
