@@ -1,0 +1,25 @@
+"""Test-wide setup.
+
+Without CUDA, every Triton kernel runs in the interpreter (fp32, small shapes; see
+../shared/KERNELS.md). TRITON_INTERPRET is read when @triton.jit decorates a kernel and
+one process cannot mix modes, so it is set here, before any test module imports
+genbench.kernels. Importing torch first is fine: it does not import our kernels.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
