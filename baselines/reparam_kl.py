@@ -7,8 +7,8 @@
 Free bits (Kingma et al. 2016, "Improving Variational Inference with Inverse
 Autoregressive Flow", sec. C.8): each latent dimension's KL is floored at `free_bits`
 nats, so the objective stops pushing a dimension's KL below it (the floor applies per
-example here). Arithmetic is fp32 whatever the input dtype; z is returned in the input
-dtype and kl in fp32.
+example here). Arithmetic is at least fp32 (fp16/bf16 inputs are promoted; fp64 stays
+fp64, so gradcheck works); z is returned in the input dtype, kl in the arithmetic dtype.
 
 Memory traffic (eager): reads mu, logvar, eps (3·B·D elements), writes z and kl, plus
 about six B×D temporaries (std, z, mu², exp(logvar), kl_d, clamp) written and read back
@@ -38,11 +38,12 @@ def reparameterize_kl(
     when None.
     """
     check_inputs(mu, logvar, eps)
-    mu32, logvar32 = mu.float(), logvar.float()  # (B, D)
+    compute = torch.promote_types(mu.dtype, torch.float32)
+    mu_c, logvar_c = mu.to(compute), logvar.to(compute)  # (B, D)
     if eps is None:
-        eps = torch.randn(mu.shape, device=mu.device, dtype=torch.float32, generator=generator)
-    z = mu32 + torch.exp(0.5 * logvar32) * eps.float()  # (B, D)
-    kl_d = 0.5 * (mu32 * mu32 + torch.exp(logvar32) - 1.0 - logvar32)  # (B, D)
+        eps = torch.randn(mu.shape, device=mu.device, dtype=compute, generator=generator)
+    z = mu_c + torch.exp(0.5 * logvar_c) * eps.to(compute)  # (B, D)
+    kl_d = 0.5 * (mu_c * mu_c + torch.exp(logvar_c) - 1.0 - logvar_c)  # (B, D)
     if free_bits > 0:
         kl_d = torch.clamp(kl_d, min=free_bits)
     kl = beta * kl_d.sum(dim=-1)  # (B,)
