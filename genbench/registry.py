@@ -35,7 +35,7 @@ class Registry(Generic[T]):
         """Register `obj` under `name`; without `obj`, return a decorator."""
         if obj is None:
             return lambda o: self.register(name, o)
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ConfigError(
                 f"Cannot register {name!r} in {self.kind}: names are lower-case letters, "
                 "digits, '-', '_' and '.', starting with a letter or digit."

@@ -37,6 +37,7 @@ is reported and ignored on read.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -68,7 +69,9 @@ def validate_record(record: dict[str, Any]) -> None:
         raise ValueError(f"record fields: missing {missing}, unexpected {extra}")
     if record["schema_version"] != SCHEMA_VERSION:
         raise ValueError(f"schema_version {record['schema_version']} != {SCHEMA_VERSION}")
-    if record["value"] is not None and not isinstance(record["value"], (int, float)):
+    if record["value"] is not None and (
+        isinstance(record["value"], bool) or not isinstance(record["value"], (int, float))
+    ):
         raise ValueError(f"value must be a number or None, got {record['value']!r}")
     for key in ("run_id", "attempt", "model", "objective", "dataset", "metric", "unit"):
         if not isinstance(record[key], str) or not record[key]:
@@ -97,13 +100,32 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     if not lines:
         return
     data = "".join(lines).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # genbench writers take turns: no torn-tail race
+        drop_torn_tail(fd, path)
         written = os.write(fd, data)
         while written < len(data):  # regular files write fully; loop for safety
             written += os.write(fd, data[written:])
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def drop_torn_tail(fd: int, path: str | Path) -> None:
+    """Cut a partial last line (left by a crash mid-write) so new lines start clean.
+
+    genbench only ever writes whole lines, so a file not ending in a newline has a
+    torn tail that no reader can use; appending onto it would corrupt the next record.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - (1 << 20))
+    chunk = os.pread(fd, size - start, start)
+    last_newline = chunk.rfind(b"\n")
+    keep = start + last_newline + 1 if last_newline >= 0 else 0
+    warnings.warn(f"{path}: dropping a torn last line of {size - keep} bytes before appending")
+    os.ftruncate(fd, keep)
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

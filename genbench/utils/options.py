@@ -65,7 +65,8 @@ def convert_value(value: Any, annotation: Any, where: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{where}: cannot be None.")
     if origin is Literal:
         for choice in args:
-            if value == choice or (isinstance(value, str) and str(choice) == value):
+            same_type = type(value) is type(choice)  # True must not pass for 1
+            if (same_type and value == choice) or (isinstance(value, str) and str(choice) == value):
                 return choice
         raise ConfigError(
             f"{where} must be one of {', '.join(repr(a) for a in args)}; got {value!r}."
