@@ -46,13 +46,20 @@ def save_reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Ten
 
 
 def save_points(samples: torch.Tensor, reference: torch.Tensor, path: Path, title: str) -> Path:
-    """2-D samples over the reference points."""
+    """2-D samples over the reference points, viewed on the data's extent (padded); the
+    title says how many samples fall outside the view."""
     fig, ax = plt.subplots(figsize=(4, 4))
     ref, smp = reference.detach().cpu(), samples.detach().cpu()
+    lo, hi = ref.min(0).values, ref.max(0).values  # (2,) each
+    pad = 0.25 * (hi - lo).max()
+    lo, hi = lo - pad, hi + pad
+    outside = int((~((smp >= lo) & (smp <= hi)).all(1)).sum())
     ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.3, label="data")
     ax.scatter(smp[:, 0], smp[:, 1], s=2, alpha=0.5, label="samples")
+    ax.set_xlim(float(lo[0]), float(hi[0]))
+    ax.set_ylim(float(lo[1]), float(hi[1]))
     ax.set_aspect("equal")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(f"{title}\n{outside} of {len(smp)} samples outside this view", fontsize=8)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

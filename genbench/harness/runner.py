@@ -158,9 +158,11 @@ def sampling_throughput(model, batch: int, device: torch.device, seed: int):
 @torch.no_grad()
 def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torch.device) -> dict[str, Path]:
     generator = torch.Generator(device=device).manual_seed(seed)
-    samples = model.sample(GRID_SAMPLES if data.info.kind == "image" else 2000, generator)
-    if data.info.kind == "points":
-        return {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png", "samples vs data")}
+    if data.info.kind == "points":  # a scatter shows the distribution: draw from p(x|z)
+        samples = model.sample(2000, generator, draw="sample")
+        return {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
+                                                 "2,000 draws x ~ p(x|z) vs test data")}
+    samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
     paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
     if hasattr(model, "reconstruct_output"):
         x = data.test.x[:RECON_EXAMPLES].to(device)

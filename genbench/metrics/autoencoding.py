@@ -32,7 +32,8 @@ def reconstruction(ctx: EvalContext) -> list[MetricValue]:
         nll.append(lik.nll(out, target))  # (B,)
     prov = {"n_examples": int(ctx.prepared_test.shape[0]), "split": "test", "convention": lik.convention()}
     return [
-        MetricValue("test/recon_mse", float(torch.cat(sq_err).mean()), "mse/dim ([-1,1] scale)", prov),
+        MetricValue("test/recon_mse", float(torch.cat(sq_err).mean()),
+                    "mse/dim ([-1,1] scale)" if ctx.dataset.info.kind == "image" else "mse/dim", prov),
         MetricValue("test/recon_nll", float(torch.cat(nll).mean()), "nats/example", prov),
     ]
 

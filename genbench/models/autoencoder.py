@@ -69,7 +69,7 @@ class Autoencoder(nn.Module):
         self.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: str = "mean") -> torch.Tensor:
         eps = torch.randn(n, self.code_mean.numel(), generator=generator, device=self.code_mean.device)
         z = self.code_mean + eps @ self.code_scale_tril.T  # (n, latent)
-        return self.likelihood.mean(self.decoder(z))
+        return self.likelihood.decode(self.decoder(z), draw, generator)

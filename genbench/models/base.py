@@ -7,7 +7,8 @@ harness and metrics use, when a model has them:
   reconstruct_output(x) -> out  decoder output for a deterministic encoding of x
   elbo_terms(x, gen, ...)       per-example (recon_nll, kl, kl_objective) for VAEs
   prepare_sampling(train_x)     called once after training, before sampling
-  sample(n, generator) -> x     n samples in the data's range
+  sample(n, generator, draw)    n samples in the data's range: the decoder mean
+                                (draw="mean") or draws from p(x|z) (draw="sample")
   kernel_backends() -> dict     op name -> resolved backend that ran
 """
 

@@ -71,7 +71,7 @@ class VAE(nn.Module):
         return self.decoder(mu)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: str = "mean") -> torch.Tensor:
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.likelihood.mean(self.decoder(z))
+        return self.likelihood.decode(self.decoder(z), draw, generator)

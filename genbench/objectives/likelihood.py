@@ -73,6 +73,18 @@ class Likelihood:
             return torch.sigmoid(out) * 2 - 1
         return self.split(out)[0]
 
+    def sample(self, out: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x ~ p(x|z) in the data's own range."""
+        if self.kind == "bernoulli":
+            return torch.bernoulli(torch.sigmoid(out), generator=generator) * 2 - 1
+        mean, log_sigma = self.split(out)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(log_sigma) * noise
+
+    def decode(self, out: torch.Tensor, draw: str, generator: torch.Generator | None) -> torch.Tensor:
+        """The decoder mean (draw="mean") or a draw from p(x|z) (draw="sample")."""
+        return self.mean(out) if draw == "mean" else self.sample(out, generator)
+
     def target_in_data_range(self, target: torch.Tensor) -> torch.Tensor:
         """Prepared data mapped back to the data range (binary {0,1} -> {-1,1})."""
         return target * 2 - 1 if self.kind == "bernoulli" else target
