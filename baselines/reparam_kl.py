@@ -1,5 +1,6 @@
 """Reference for the fused reparameterisation + Gaussian KL op.
 
+    logvar <- clamp(logvar, -LOGVAR_LIMIT, LOGVAR_LIMIT)
     z    = mu + exp(0.5 * logvar) * eps                          # (B, D)
     kl_d = 0.5 * (mu^2 + exp(logvar) - 1 - logvar)               # (B, D), KL(N(mu, s^2) || N(0, 1))
     kl   = beta * sum_d max(kl_d, free_bits)                     # (B,)
@@ -9,6 +10,12 @@ Autoregressive Flow", sec. C.8): each latent dimension's KL is floored at `free_
 nats, so the objective stops pushing a dimension's KL below it (the floor applies per
 example here). Arithmetic is at least fp32 (fp16/bf16 inputs are promoted; fp64 stays
 fp64, so gradcheck works); z is returned in the input dtype, kl in the arithmetic dtype.
+
+Overflow guard: exp(logvar) overflows fp32 at logvar > 88.7, so logvar is clamped to
+[-LOGVAR_LIMIT, LOGVAR_LIMIT] = [-60, 60] (sigma from 1e-13 to 1e13; the KL stays finite
+even summed over a million dimensions). Outside that range the gradient w.r.t. logvar is
+zero, as for torch.clamp; a posterior that far out is degenerate anyway. The Triton
+kernel applies the same clamp, so both backends compute the same function.
 
 Memory traffic (eager): reads mu, logvar, eps (3·B·D elements), writes z and kl, plus
 about six B×D temporaries (std, z, mu², exp(logvar), kl_d, clamp) written and read back
@@ -21,6 +28,8 @@ from __future__ import annotations
 import functools
 
 import torch
+
+LOGVAR_LIMIT = 60.0
 
 
 def reparameterize_kl(
@@ -39,7 +48,8 @@ def reparameterize_kl(
     """
     check_inputs(mu, logvar, eps)
     compute = torch.promote_types(mu.dtype, torch.float32)
-    mu_c, logvar_c = mu.to(compute), logvar.to(compute)  # (B, D)
+    mu_c = mu.to(compute)  # (B, D)
+    logvar_c = logvar.to(compute).clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)  # (B, D)
     if eps is None:
         eps = torch.randn(mu.shape, device=mu.device, dtype=compute, generator=generator)
     z = mu_c + torch.exp(0.5 * logvar_c) * eps.to(compute)  # (B, D)

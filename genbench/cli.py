@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default results/<suite>/<UTC stamp>-<host>/)")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    p_kernels = sub.add_parser("kernels", help="benchmark the Triton kernels against their baselines (CUDA)")
+    p_kernels.add_argument("--ops", nargs="+", help="ops to run (default: all; `genbench list kernels`)")
+    p_kernels.add_argument("--save", metavar="NAME", help="save these timings as baseline NAME for this GPU kind")
+    p_kernels.add_argument("--compare", metavar="NAME", help="compare with saved baseline NAME (same GPU kind)")
+    p_kernels.add_argument("--fail-above", type=float, default=10.0, metavar="PCT",
+                           help="with --compare: exit 1 if a median time rose more than PCT%% (default 10)")
+    p_kernels.add_argument("--check", action="store_true",
+                           help="correctness only: kernels vs references (Triton interpreter without CUDA)")
+    p_kernels.add_argument("--out", type=Path, default=RESULTS_ROOT / "kernels", help="results root")
+
     p_report = sub.add_parser("report", help="render report.md and figures from result folders")
     p_report.add_argument("dirs", nargs="+", type=Path, help="result folders (holding results.jsonl)")
     p_report.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
@@ -107,12 +117,45 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_kernels(args) -> int:
+    import os
+
+    import torch
+
+    if args.check and not torch.cuda.is_available() and "genbench.kernels" not in sys.modules:
+        # Read when @triton.jit decorates the kernels: must be set before they are imported.
+        os.environ["TRITON_INTERPRET"] = "1"
+    from genbench import kernelbench
+
+    if args.check:
+        table, ok = kernelbench.run_checks(args.ops)
+        print(table)
+        print("all kernels match their references" if ok else "MISMATCH: see the table", file=sys.stderr)
+        return 0 if ok else 1
+    out = kernelbench.run_benchmarks(args.ops, args.out, progress=lambda s: print(s, file=sys.stderr))
+    print((out / "table.md").read_text())
+    if args.save:
+        print(f"saved baseline: {kernelbench.save_baseline(out, args.save)}", file=sys.stderr)
+    if args.compare:
+        from genbench.harness.store import RESULTS_FILE, read_records
+
+        baseline = read_records(kernelbench.baseline_path(out, args.compare))
+        result = kernelbench.compare_timings(baseline, read_records(out / RESULTS_FILE), args.fail_above)
+        print(result.table)
+        if result.regressions:
+            print(f"{result.regressions} timing(s) slower than baseline {args.compare!r} by more than "
+                  f"{args.fail_above}%", file=sys.stderr)
+            return 1
+    print(out)
+    return 0
+
+
 def default_out(folder: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return RESULTS_ROOT / folder / f"{stamp}-{socket.gethostname()}"
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "kernels": cmd_kernels}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,30 @@ from genbench.harness.spec import Run
 from genbench.harness.store import SCHEMA_VERSION, append_records, sanitize_value
 
 
+def environment_fields(device) -> dict[str, Any]:
+    """The record fields that describe where and with what a number was measured."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": measure.device_name(device),
+        "versions": measure.versions(),
+        "git_commit": measure.git_commit(),
+    }
+
+
+def make_record(common: dict[str, Any], metric: str, value: Any, unit: str, step: int | None,
+                provenance: dict[str, Any]) -> dict[str, Any]:
+    prov = dict(provenance)
+    return {
+        **common,
+        "step": step,
+        "metric": metric,
+        "value": sanitize_value(value, prov),
+        "unit": unit,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": prov,
+    }
+
+
 class RunRecorder:
     """Collects one attempt's records; `flush` appends them to the results file."""
 
@@ -20,7 +44,7 @@ class RunRecorder:
         self.attempt = secrets.token_hex(6)
         self.pending: list[dict[str, Any]] = []
         self.common = {
-            "schema_version": SCHEMA_VERSION,
+            **environment_fields(run.device),
             "run_id": run.run_id,
             "attempt": self.attempt,
             "suite": run.suite,
@@ -29,24 +53,11 @@ class RunRecorder:
             "dataset": run.config.dataset,
             "seed": run.config.seed,
             "backend": backend,
-            "device": measure.device_name(run.device),
             "precision": run.config.precision,
-            "versions": measure.versions(),
-            "git_commit": measure.git_commit(),
         }
 
     def emit(self, metric: str, value: Any, unit: str, step: int | None = None, **provenance: Any) -> None:
-        prov = dict(provenance)
-        record = {
-            **self.common,
-            "step": step,
-            "metric": metric,
-            "value": sanitize_value(value, prov),
-            "unit": unit,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "provenance": prov,
-        }
-        self.pending.append(record)
+        self.pending.append(make_record(self.common, metric, value, unit, step, provenance))
 
     def flush(self) -> None:
         append_records(self.results_path, self.pending)

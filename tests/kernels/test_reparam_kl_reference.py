@@ -330,13 +330,15 @@ def test_resolve_auto_and_torch_on_cpu(device):
     assert gk.resolve_backend("reparam_kl", "torch", device) == "torch"
 
 
-def test_resolve_triton_without_kernel_is_config_error():
+def test_resolve_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ConfigError) as info:
         gk.resolve_backend("reparam_kl", "triton", "cpu")
     message = str(info.value)
-    assert "reparam_kl" in message
-    assert "no Triton kernel" in message
+    assert "reparam_kl" in message and "TRITON_INTERPRET=1" in message
     assert "torch" in message  # says what to use instead
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert gk.resolve_backend("reparam_kl", "triton", "cpu") == "triton"
 
 
 # Explicit ids: a bare "cuda" id would collide with the `cuda` marker's keyword.
@@ -386,7 +388,8 @@ def test_public_op_generator_path_equals_reference():
     assert torch.equal(z, z_ref) and torch.equal(kl, kl_ref)
 
 
-def test_public_op_triton_backend_is_config_error_on_cpu():
+def test_public_op_triton_backend_on_cpu_without_interpreter_is_config_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     mu, logvar, eps = make_inputs(2, 3)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="TRITON_INTERPRET"):
         gk.reparameterize_kl(mu, logvar, eps, backend="triton")
