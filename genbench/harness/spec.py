@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 
 from genbench.errors import ConfigError
-from genbench.kernels import BACKENDS
+from genbench.kernels import resolve_backend
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
 from genbench.registry import DATASETS, MODELS, load_builtins
@@ -93,7 +93,8 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision='fp16' needs CUDA (its gradient scaler); use bf16 or fp32 on the CPU.")
-    assert config.backend in BACKENDS
+    for op in spec.kernel_ops:  # a backend that cannot run here fails now, not mid-suite
+        resolve_backend(op, config.backend, device)
     identity = {
         "model": spec.name, "model_options": dataclasses.asdict(model_options),
         "objective": objective.name, "objective_options": dataclasses.asdict(objective_options),

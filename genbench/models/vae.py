@@ -3,7 +3,10 @@ Bernoulli or Gaussian p(x|z), MLP or conv networks.
 
 The reparameterisation and the KL go through one kernel op,
 genbench.kernels.reparameterize_kl, with the run's backend: a Triton kernel drops in
-there without touching this model.
+there without touching this model. The model draws eps from the run's generator and
+passes it in, so the torch and triton backends see the same noise and a run is comparable
+across backends; the kernel's own Philox noise (which spares storing eps for backward)
+is there for callers that pass no eps.
 """
 
 from __future__ import annotations

@@ -181,6 +181,20 @@ def test_bad_names_and_options_fail_before_anything_runs(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_triton_backend_on_cpu_without_interpreter_fails_validation(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ConfigError, match="TRITON_INTERPRET=1"):
+        make_runs({"model": "vae", "backend": "triton"})
+    make_runs({"model": "ae", "backend": "triton"})  # no kernel ops: nothing to check
+
+
+def test_vae_run_with_triton_backend_records_it(tmp_path):
+    run_all(make_runs({"model": "vae", "backend": "triton", "steps": 3, "eval_batch": 512}), tmp_path, progress=False)
+    complete = by_metric(read_records(tmp_path / "results.jsonl"))["run/complete"][0]
+    assert complete["backend"] == "triton"
+    assert complete["provenance"]["kernel_backends"] == {"reparam_kl": "triton"}
+
+
 def test_conv_model_on_points_is_a_clear_error(tmp_path):
     runs = make_runs({"model": "vae", "dataset": "toy2d-ring8", "model_options": {"arch": "conv"}})
     with pytest.raises(ConfigError, match="arch='mlp'"):
