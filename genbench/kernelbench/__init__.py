@@ -77,7 +77,11 @@ def timing_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for _, r in times.sort_values(key + ["objective"]).iterrows():
         p = r["provenance"]
-        same = times[(times[key] == r[key]).all(axis=1)].set_index("objective")["value"]
+        if pd.isna(r["value"]):
+            rows.append({"op": r["model"], "case": r["dataset"], "mode": r["mode"], "provider": r["objective"],
+                         "median µs": "failed: " + str(p.get("error", ""))[:60]})
+            continue
+        same = times[(times[key] == r[key]).all(axis=1)].set_index("objective")["value"].dropna()
         row = {"op": r["model"], "case": r["dataset"], "mode": r["mode"], "provider": r["objective"],
                "median µs": f"{1e3 * r['value']:.1f}", "[q20, q80] µs": f"[{1e3 * p['q20_ms']:.1f}, {1e3 * p['q80_ms']:.1f}]",
                "graph µs": f"{1e3 * p['cudagraph_ms']:.1f}" if p.get("cudagraph_ms") else "",
@@ -90,7 +94,8 @@ def timing_table(records: list[dict[str, Any]]) -> str:
     mem = {(r["model"], r["dataset"], r["objective"]): r["value"] for _, r in peak.iterrows()}
     for row in rows:
         if row["mode"] == "fwd_bwd":
-            row["peak MiB"] = f"{mem.get((row['op'], row['case'], row['provider']), 0) / 2**20:.1f}"
+            peak = mem.get((row["op"], row["case"], row["provider"]))
+            row["peak MiB"] = "" if peak is None or pd.isna(peak) else f"{peak / 2**20:.1f}"
     return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 

@@ -121,7 +121,12 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                       "dataset": f"{case.label},{case.dtype_name}", "seed": 0, "backend": provider,
                       "precision": case.dtype_name}
             for mode in MODES:
-                t = time_ms(workload.by_mode(mode), workload.grad_to_none)
+                try:
+                    t = time_ms(workload.by_mode(mode), workload.grad_to_none)
+                except Exception as exc:  # recorded as a failed measurement, never dropped
+                    records.append(make_record(common, f"{mode}/time", None, "ms", None,
+                                               {"error": f"{type(exc).__name__}: {exc}"[:300]}))
+                    continue
                 moved = bench.bytes_moved(case, mode)
                 gbps = moved / (t["median"] * 1e-3) / 1e9
                 prov = {"q20_ms": t["q20"], "q80_ms": t["q80"], "bytes": moved,
@@ -131,7 +136,10 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                     prov["cudagraph_ms"], prov["cudagraph_error"] = cudagraph_ms(workload.by_mode(mode))
                 records.append(make_record(common, f"{mode}/time", t["median"], "ms", None, prov))
                 records.append(make_record(common, f"{mode}/bandwidth", gbps, "GB/s", None, prov))
-            records.append(make_record(common, "fwd_bwd/peak_memory", peak_memory_bytes(workload, device),
-                                       "bytes", None, {"measured": "max_memory_allocated above baseline"}))
+            try:
+                peak, prov = peak_memory_bytes(workload, device), {"measured": "max_memory_allocated above baseline"}
+            except Exception as exc:
+                peak, prov = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            records.append(make_record(common, "fwd_bwd/peak_memory", peak, "bytes", None, prov))
             del workload
     return records

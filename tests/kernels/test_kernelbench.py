@@ -60,6 +60,15 @@ def test_timing_table_ratios_are_baseline_time_over_triton_time():
     assert "3.0" in next(line for line in table.splitlines() if "fwd_bwd" in line)  # peak MiB
 
 
+def test_failed_measurements_show_as_failed_not_dropped():
+    failed = record("compile", "bwd", 0.01)
+    failed["value"], failed["provenance"] = None, {"error": "RuntimeError: retain_graph"}
+    table = timing_table([record("triton", "bwd", 0.01), failed])
+    assert "failed: RuntimeError: retain_graph" in table
+    triton_row = next(line for line in table.splitlines() if "| triton" in line)
+    assert "x" not in triton_row.split("|")[-2]  # no ratio against a failed baseline
+
+
 def test_save_and_find_baselines(tmp_path):
     run = tmp_path / "nvidia-x" / "20260101T000000Z"
     run.mkdir(parents=True)
