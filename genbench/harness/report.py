@@ -186,7 +186,7 @@ def provenance_section(frame: pd.DataFrame) -> str:
     complete = frame[frame["metric"] == COMPLETE_METRIC]
     rows = []
     for _, r in complete.sort_values(["group", "seed"]).iterrows():
-        prov, versions = r["provenance"], r["versions"]
+        prov = r["provenance"]
         data = prov.get("dataset", {})
         rows.append({
             "run_id": r["run_id"], "model": r["model"], "objective": r["objective"], "seed": r["seed"],
@@ -196,7 +196,7 @@ def provenance_section(frame: pd.DataFrame) -> str:
             "kernels": ", ".join(f"{k}={v}" for k, v in (prov.get("kernel_backends") or {}).items()) or "none",
             "precision": r["precision"],
         })
-    env = complete.drop_duplicates(["device", "git_commit"])
+    env = complete.assign(v=complete["versions"].astype(str)).drop_duplicates(["device", "git_commit", "v"])
     env_lines = [
         f"- device: {r['device']}; torch {r['versions'].get('torch')}, triton "
         f"{r['versions'].get('triton')}, genbench {r['versions'].get('genbench')}, python "

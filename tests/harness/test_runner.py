@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from genbench.errors import ConfigError, UnknownNameError
 from genbench.harness.report import render_report
