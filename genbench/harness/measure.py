@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -134,7 +133,3 @@ def git_commit() -> str | None:
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))

@@ -9,6 +9,7 @@ killed suite resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 from pathlib import Path
@@ -189,8 +190,6 @@ def backend_label(backends: dict[str, str]) -> str:
 
 
 def run_snapshot(run: Run) -> dict:
-    import dataclasses
-
     return {
         "run": {k: v for k, v in dataclasses.asdict(run.config).items()},
         "model_options": dataclasses.asdict(run.model_options),
