@@ -1,0 +1,312 @@
+"""Feature extractors for sample-quality metrics, registered with torch-fidelity.
+
+genbench-classifier: a small convolutional classifier that genbench trains on the image
+dataset being evaluated (as the FID-on-MNIST literature does with LeNet). Its 64-d
+penultimate layer ("features") feeds FID, KID and precision/recall, standardised by a
+fixed affine map (per-dimension mean and std of the training set's features, stored
+with the weights) so its scale is that of unit-variance features; its logits
+("logits", the dataset's class head) feed the Inception Score. It sees images at their
+native size (no resize). Datasets with known factors (shapes) train one head per
+factor, so the features see position, scale and orientation as well as the class.
+
+Weights are identified by a hash of their tensors. Weights for the embedded datasets'
+default specs ship with genbench (genbench/metrics/weights/, listed in manifest.json
+with their test accuracy) and are reproduced by
+
+    python -m genbench.metrics.extractors digits shapes photos
+
+Any other image dataset (other sizes, MNIST/CIFAR from disk, folders) gets its
+extractor trained on first use, deterministically from seed 0, and cached under
+$GENBENCH_CACHE (default ~/.cache/genbench)/extractors/, keyed by the dataset's content
+hash. FIDs are comparable only with the same extractor and weights hash: every quality
+record carries both.
+
+inception-v3-compat: torch-fidelity's InceptionV3 (TF-FID weights) for standard FID, from
+a local weights file given by the user; it resizes to 299 px internally (TF-compatible
+bilinear), and grayscale images are repeated to 3 channels -- for generated and real
+images alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity import register_feature_extractor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from genbench.errors import GenbenchError
+from genbench.utils.hashing import tensor_hash
+
+CLASSIFIER = "genbench-classifier"
+INCEPTION = "inception-v3-compat"
+FORMAT_VERSION = 1  # bump when the network or training recipe changes (new cache keys)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+SHIPPED_SPECS = ("digits", "shapes", "photos")
+FEATURE_DIM = 64
+TRAIN_STEPS = 1500
+TRAIN_BATCH = 64
+TRAIN_LR = 2e-3
+TRAIN_WEIGHT_DECAY = 1e-4  # keeps logits (and so the Inception Score) from saturating
+INCEPTION_HELP = (
+    "Download pt_inception-2015-12-05-6726825d.pth (the TF-FID InceptionV3 weights converted "
+    "for PyTorch, as torch-fidelity uses them) on a machine with network access, copy it "
+    "here, and pass its path with --feature-weights PATH."
+)
+
+
+class FeatureNet(nn.Module):
+    """Two conv stages (3x3, ReLU, 2x2 max-pool) -> 4x4 average pool -> 64-d features -> heads."""
+
+    def __init__(self, in_channels: int, head_sizes: tuple[int, ...], feature_dim: int = FEATURE_DIM):
+        super().__init__()
+        self.config = {"in_channels": in_channels, "head_sizes": tuple(head_sizes), "feature_dim": feature_dim}
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )
+        self.features = nn.Linear(64 * 16, feature_dim)
+        self.heads = nn.ModuleList(nn.Linear(feature_dim, k) for k in head_sizes)
+        # Fixed standardisation of the returned features, set once after training.
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_std", torch.ones(feature_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, C, H, W) in [-1, 1] -> standardised features (B, 64), logits per head."""
+        features = self.features(self.body(x))  # (B, 64)
+        logits = [head(F.relu(features)) for head in self.heads]
+        return (features - self.feature_mean) / self.feature_std, logits
+
+    @torch.no_grad()
+    def fit_standardisation(self, x: torch.Tensor) -> None:
+        raw = torch.cat([self.features(self.body(b)) for b in x.split(512)])  # (N, 64)
+        self.feature_mean.copy_(raw.mean(0))
+        self.feature_std.copy_(raw.std(0).clamp_min(1e-6))
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """What quality metrics need to know about the extractor they use."""
+
+    name: str  # torch-fidelity registered name
+    weights_path: Path
+    weights_hash: str
+    feature_layer: str  # for FID, KID, precision/recall
+    logits_layer: str  # for the Inception Score
+    input_note: str  # input size and resize path, for provenance
+    channels: int | None  # channels the network needs (None: as the data has)
+
+    def provenance(self) -> dict[str, Any]:
+        return {"extractor": self.name, "extractor_weights_hash": self.weights_hash,
+                "feature_layer": self.feature_layer, "input": self.input_note}
+
+
+# ----------------------------------------------------------------------------- torch-fidelity
+
+
+class GenbenchClassifierExtractor(FeatureExtractorBase):
+    """torch-fidelity wrapper: uint8 NCHW in, ("features", "logits") out."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise GenbenchError(f"{CLASSIFIER} needs feature_extractor_weights_path (see genbench.metrics.extractors).")
+        self.net = load_checkpoint(Path(feature_extractor_weights_path))
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor):
+        features, logits = self.net(x.float() / 127.5 - 1.0)  # the data's own mapping of levels
+        out = {"features": features, "logits": logits[0]}
+        return tuple(out[name] for name in self.features_list)
+
+
+register_feature_extractor(CLASSIFIER, GenbenchClassifierExtractor)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def load_checkpoint(path: Path) -> FeatureNet:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        net = FeatureNet(**checkpoint["config"])
+        net.load_state_dict(checkpoint["state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+        raise GenbenchError(
+            f"Feature extractor weights {path} could not be loaded ({type(exc).__name__}: {exc}). "
+            "Delete the file to have it retrained, or reinstall genbench for the shipped weights."
+        ) from None
+    return net.eval().requires_grad_(False)
+
+
+def weights_hash(net: FeatureNet) -> str:
+    state = net.state_dict()
+    return tensor_hash(*(state[k] for k in sorted(state)))
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
+
+
+def shipped_manifest() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
+
+
+def head_targets(split) -> list[torch.Tensor]:
+    """One target per head: every factor if the dataset has them, else the labels."""
+    if split.factors is not None:
+        return [split.y] + [split.factors[:, i] for i in range(1, split.factors.shape[1])] \
+            if split.y is not None else list(split.factors.T)
+    if split.y is None:
+        raise GenbenchError("The genbench feature extractor trains on labelled images; this dataset has no labels. "
+                            "Use --feature-extractor inception-v3 with --feature-weights PATH instead.")
+    return [split.y]
+
+
+def train_classifier(dataset, seed: int = 0, steps: int = TRAIN_STEPS, progress: bool = True) -> tuple[FeatureNet, dict]:
+    """Train the extractor deterministically on the dataset's train split."""
+    train = dataset.train
+    targets = head_targets(train)
+    torch.manual_seed(seed)
+    net = FeatureNet(train.x.shape[1], tuple(int(t.max()) + 1 for t in targets))
+    optimiser = torch.optim.AdamW(net.parameters(), lr=TRAIN_LR, weight_decay=TRAIN_WEIGHT_DECAY)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with deterministic():
+        for step in range(steps):
+            idx = torch.randint(len(train), (TRAIN_BATCH,), generator=generator)
+            _, logits = net(train.x[idx])
+            loss = sum(F.cross_entropy(lg, t[idx]) for lg, t in zip(logits, targets))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            if progress and (step + 1) % 500 == 0:
+                print(f"  extractor step {step + 1}/{steps}, loss {float(loss.detach()):.3f}", file=sys.stderr)
+    net.eval().requires_grad_(False)
+    net.fit_standardisation(train.x)
+    info = {"seed": seed, "steps": steps, "batch": TRAIN_BATCH, "lr": TRAIN_LR, "optimiser": f"adamw(wd={TRAIN_WEIGHT_DECAY})+cosine",
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "test_accuracy": test_accuracy(net, dataset.test, head_targets(dataset.test))}
+    return net, info
+
+
+def test_accuracy(net: FeatureNet, split, targets: list[torch.Tensor]) -> float:
+    """Accuracy of the first head (the class) on a held-out split."""
+    with torch.no_grad():
+        logits = torch.cat([net(x)[1][0] for x in split.x.split(512)])
+    return float((logits.argmax(1) == targets[0]).float().mean())
+
+
+class deterministic:
+    """torch.use_deterministic_algorithms for the block, restored after."""
+
+    def __enter__(self):
+        self.previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+
+    def __exit__(self, *exc):
+        torch.use_deterministic_algorithms(self.previous)
+
+
+def save_checkpoint(net: FeatureNet, info: dict, dataset, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": FORMAT_VERSION, "config": net.config, "state_dict": net.state_dict(),
+                "dataset": {"spec": dataset.info.spec, "content_hash": dataset.info.content_hash},
+                "training": info}, tmp)
+    tmp.replace(path)  # atomic: a killed training never leaves a half-written file
+
+
+def classifier_for(dataset, progress: bool = True) -> Extractor:
+    """The genbench classifier for this image dataset: shipped, cached, or trained now."""
+    if dataset.info.kind != "image":
+        raise GenbenchError(f"Sample-quality features need images; {dataset.info.spec} holds 2-D points.")
+    entry = shipped_manifest().get(dataset.info.content_hash)
+    if entry is not None:
+        path = WEIGHTS_DIR / entry["file"]
+    else:
+        path = cache_root() / "extractors" / f"{CLASSIFIER}-v{FORMAT_VERSION}-{dataset.info.content_hash}.pt"
+        if not path.is_file():
+            if progress:
+                print(f"training the genbench feature extractor for {dataset.info.spec} "
+                      f"(once; cached at {path})", file=sys.stderr)
+            net, info = train_classifier(dataset, progress=progress)
+            save_checkpoint(net, info, dataset, path)
+    net = load_checkpoint(path)
+    c, h, w = dataset.info.shape
+    return Extractor(CLASSIFIER, path, weights_hash(net), "features", "logits",
+                     f"native {h}x{w}, {c} channel(s), no resize", None)
+
+
+def inception(weights: str | Path) -> Extractor:
+    path = Path(weights)
+    if not path.is_file():
+        raise GenbenchError(f"InceptionV3 weights not found at {path}. {INCEPTION_HELP}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or not any(k.startswith("Conv2d_1a") for k in state):
+        raise GenbenchError(f"{path} does not hold torch-fidelity's InceptionV3 state dict. {INCEPTION_HELP}")
+    return Extractor(INCEPTION, path, tensor_hash(*(state[k] for k in sorted(state))), "2048", "logits_unbiased",
+                     "torch-fidelity InceptionV3: resized to 299x299 (TF-compatible bilinear), grayscale repeated to RGB", 3)
+
+
+def build_module(extractor: Extractor, features: list[str], device: torch.device) -> FeatureExtractorBase:
+    """The torch-fidelity module for an Extractor, on `device`."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    cls = FEATURE_EXTRACTORS_REGISTRY[extractor.name]
+    module = cls(extractor.name, features, feature_extractor_weights_path=str(extractor.weights_path), verbose=False)
+    return module.eval().requires_grad_(False).to(device)
+
+
+def main(argv: list[str]) -> int:
+    """Retrain the shipped weights: python -m genbench.metrics.extractors digits shapes photos"""
+    from genbench.data import load_dataset
+
+    manifest = shipped_manifest()
+    for spec in argv or SHIPPED_SPECS:
+        dataset = load_dataset(spec)
+        print(f"training {CLASSIFIER} on {dataset.info.spec} ({len(dataset.train)} images)", file=sys.stderr)
+        net, info = train_classifier(dataset)
+        file = f"{CLASSIFIER}-{dataset.info.name}.pt"
+        save_checkpoint(net, info, dataset, WEIGHTS_DIR / file)
+        manifest = {k: v for k, v in manifest.items() if v["spec"] != dataset.info.spec}
+        manifest[dataset.info.content_hash] = {
+            "spec": dataset.info.spec, "file": file, "weights_hash": weights_hash(net), **info,
+            "command": "python -m genbench.metrics.extractors " + dataset.info.spec,
+        }
+        print(f"  test accuracy {info['test_accuracy']:.4f}, {info['train_seconds']} s", file=sys.stderr)
+    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

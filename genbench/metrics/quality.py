@@ -1,0 +1,116 @@
+"""Sample quality through torch-fidelity: FID, KID, Inception Score, precision/recall.
+
+Pipeline (each stage named a_to_b, caching between them):
+  images_to_uint8      generated and real images alike: [-1, 1] -> 8-bit levels (the one
+                       quantisation every dataset already has), grayscale repeated to RGB
+                       only if the extractor needs RGB -- the same path for both sets
+  uint8_to_features    the registered torch-fidelity extractor, batched, on the run's device
+  features_to_quality  torch-fidelity's own metric functions (FID statistics and the
+                       Frechet distance, KID's unbiased MMD over subsets, IS, and
+                       precision/recall with generated as input 1)
+Reference features are cached on disk, keyed by dataset content hash + extractor weights
+hash + split + N, under $GENBENCH_CACHE/reference/.
+
+FID is biased by N: a suite fixes N (generated) and the reference split and N, and every
+record states them. KID is unbiased and preferable for small N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+
+from genbench.data.base import images_to_uint8
+from genbench.errors import GenbenchError
+from genbench.metrics.extractors import Extractor, build_module, cache_root
+
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000  # capped at the smaller set's size
+ISC_SPLITS = 10
+PRC_NEIGHBORHOOD = 3
+FEATURE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    kid_subsets: int = KID_SUBSETS
+    kid_subset_size: int = KID_SUBSET_SIZE
+    isc_splits: int = ISC_SPLITS
+    prc_neighborhood: int = PRC_NEIGHBORHOOD
+
+    def provenance(self, n_gen: int, n_ref: int) -> dict[str, Any]:
+        return {"kid_subsets": self.kid_subsets, "kid_subset_size": min(self.kid_subset_size, n_gen, n_ref),
+                "isc_splits": self.isc_splits, "prc_neighborhood": self.prc_neighborhood}
+
+
+def images_to_extractor_input(x: torch.Tensor, extractor: Extractor) -> torch.Tensor:
+    """[-1, 1] float (N, C, H, W) -> uint8 as the extractor takes it."""
+    u8 = images_to_uint8(x)  # (N, C, H, W) uint8
+    if extractor.channels == 3 and u8.shape[1] == 1:
+        u8 = u8.expand(-1, 3, -1, -1)
+    return u8
+
+
+@torch.no_grad()
+def uint8_to_features(extractor: Extractor, u8: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Features and logits of uint8 images, batched, returned on the CPU in float64."""
+    module = build_module(extractor, [extractor.feature_layer, extractor.logits_layer], device)
+    parts: dict[str, list[torch.Tensor]] = {extractor.feature_layer: [], extractor.logits_layer: []}
+    for batch in u8.split(FEATURE_BATCH):
+        out = module.convert_features_tuple_to_dict(module(batch.to(device)))
+        for name, value in out.items():
+            parts[name].append(value.double().cpu())
+    return {"features": torch.cat(parts[extractor.feature_layer]), "logits": torch.cat(parts[extractor.logits_layer])}
+
+
+def images_to_features(x: torch.Tensor, extractor: Extractor, device: torch.device) -> dict[str, torch.Tensor]:
+    return uint8_to_features(extractor, images_to_extractor_input(x, extractor), device)
+
+
+def reference_features(dataset, split: str, n: int | None, extractor: Extractor,
+                       device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Features of the first n images of a split (all if None), cached on disk."""
+    x = getattr(dataset, split).x
+    n = len(x) if n is None else min(n, len(x))
+    key = f"{dataset.info.content_hash}-{extractor.weights_hash}-{split}-n{n}"
+    path = cache_root() / "reference" / f"{extractor.name}-{key}.pt"
+    provenance = {"reference_split": split, "n_reference": n, "reference_cache_key": key}
+    if path.is_file():
+        return torch.load(path, weights_only=True), provenance
+    features = images_to_features(x[:n], extractor, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(features, tmp)
+    tmp.replace(path)
+    return features, provenance
+
+
+def features_to_quality(gen: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], seed: int,
+                        settings: QualitySettings = QualitySettings()) -> dict[str, float]:
+    """FID, KID (mean, std over subsets), IS (mean, std over splits), precision, recall."""
+    g, r = gen["features"], ref["features"]
+    dims = g.shape[1]
+    if min(len(g), len(r)) <= dims:
+        raise GenbenchError(
+            f"FID needs more samples than feature dimensions ({dims}); got {len(g)} generated and "
+            f"{len(r)} reference. Raise eval_samples (well over {dims}; FID is biased at small N)."
+        )
+    fid = fid_statistics_to_metric(fid_features_to_statistics(g), fid_features_to_statistics(r), verbose=False)
+    kid = kid_features_to_metric(g, r, kid_subsets=settings.kid_subsets,
+                                 kid_subset_size=min(settings.kid_subset_size, len(g), len(r)),
+                                 rng_seed=seed, verbose=False)
+    isc = isc_features_to_metric(gen["logits"], splits=settings.isc_splits, shuffle=True, rng_seed=seed)
+    prc = prc_features_to_metric(g.float(), r.float(), prc_neighborhood=settings.prc_neighborhood,
+                                 prc_batch_size=10000, save_cpu_ram=False, verbose=False)
+    return {
+        "fid": fid["frechet_inception_distance"],
+        "kid": kid["kernel_inception_distance_mean"], "kid_std": kid["kernel_inception_distance_std"],
+        "is": isc["inception_score_mean"], "is_std": isc["inception_score_std"],
+        "precision": prc["precision"], "recall": prc["recall"],
+    }
