@@ -45,7 +45,8 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
     final = frame[frame["step"].isna()]
     sections = [
         header(frame, result_dirs),
-        "## Results\n\n" + quality_table(final) + "\n\n" + units_note(final),
+        "## Runs\n\n" + status_table(final),
+        "## Results\n\n" + metric_sections(final),
         "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
         "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
         "## Samples and reconstructions\n\n" + artefact_section(frame, out_dir),
@@ -84,31 +85,53 @@ def mean_std(values: pd.Series) -> str:
     return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
 
 
-def quality_table(final: pd.DataFrame) -> str:
+def status_table(final: pd.DataFrame) -> str:
+    """Runs and failures per group: a diverged run is a result, not a gap."""
     rows = []
-    quality = final[final["metric"].str.startswith("test/")]
     for group, runs in final.groupby(GROUP, sort=True):
-        row = dict(zip(GROUP[:3], group[:3]))
-        row["precision"], row["backend"] = group[3], group[4]
         diverged = runs[runs["metric"] == DIVERGED_METRIC]["value"]
-        row["diverged"] = f"{int(diverged.sum())}/{len(diverged)}"
-        mine = quality[quality["group"] == runs["group"].iloc[0]]
-        for metric, values in mine.groupby("metric"):
-            row[metric.removeprefix("test/")] = mean_std(values["value"])
-        rows.append(row)
-    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+        rows.append({**dict(zip(GROUP[:5], group[:5])), "runs": len(diverged),
+                     "diverged": f"{int(diverged.sum())}/{len(diverged)}"})
+    return tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False)
 
 
-def units_note(final: pd.DataFrame) -> str:
-    quality = final[final["metric"].str.startswith("test/")]
-    units = quality.drop_duplicates("metric")[["metric", "unit"]]
-    lines = [f"- `{m.removeprefix('test/')}`: {u}" for m, u in zip(units["metric"], units["unit"])]
-    conventions = sorted({p.get("convention") for p in quality["provenance"] if p.get("convention")})
-    lines += [f"- likelihood convention: {c}" for c in conventions]
-    counts = sorted({p.get("n_examples") for p in quality["provenance"] if p.get("n_examples")})
-    if counts:
-        lines.append(f"- evaluated on the test split: {', '.join(map(str, counts))} examples per run")
-    return "Units and conventions:\n\n" + "\n".join(lines)
+def metric_sections(final: pd.DataFrame) -> str:
+    """One table per registered metric, with the provenance of its numbers beneath."""
+    evaluated = final[final["provenance"].map(lambda p: "metric_fn" in p)]
+    family = evaluated["provenance"].map(lambda p: p["metric_fn"])
+    parts = []
+    for name in sorted(family.unique()):
+        records = evaluated[family == name]
+        rows = []
+        for group, runs in records.groupby(GROUP, sort=True):
+            row = dict(zip(GROUP[:3], group[:3]))
+            row["precision"], row["backend"] = group[3], group[4]
+            for metric, values in runs.groupby("metric", sort=False):
+                row[short(metric)] = mean_std(values["value"])
+            rows.append(row)
+        table = tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+        parts.append(f"### {name}\n\n{table}\n\n{provenance_note(records)}")
+    return "\n\n".join(parts) or "(no evaluation metrics: every run diverged)"
+
+
+def short(metric: str) -> str:
+    return metric.split("/", 1)[1]
+
+
+def provenance_note(records: pd.DataFrame) -> str:
+    """Units, then every provenance field with its distinct values."""
+    units = records.drop_duplicates("metric")[["metric", "unit"]]
+    lines = [f"- `{short(m)}`: {u}" for m, u in zip(units["metric"], units["unit"])]
+    values: dict[str, set[str]] = {}
+    for prov in records["provenance"]:
+        for key, value in prov.items():
+            if key != "metric_fn":
+                values.setdefault(key, set()).add(str(value))
+    for key in sorted(values):
+        shown = sorted(values[key])
+        more = f" (+{len(shown) - 6} more)" if len(shown) > 6 else ""
+        lines.append(f"- {key}: {'; '.join(shown[:6])}{more}")
+    return "Units and provenance:\n\n" + "\n".join(lines)
 
 
 def perf_table(final: pd.DataFrame) -> str:

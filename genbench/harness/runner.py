@@ -127,11 +127,13 @@ def evaluate(run: Run, model, data: Dataset, recorder: RunRecorder, phases: dict
     if hasattr(model, "prepare_sampling"):
         with measure.timed(device, phases, "fit_sampler"):
             model.prepare_sampling(data.train.x.to(device))
-    ctx = EvalContext(model, data, device, cfg.eval_batch)
+    ctx = EvalContext(model, data, device, cfg.eval_batch, seed=cfg.seed, eval_samples=cfg.eval_samples,
+                      iwae_k=cfg.iwae_k, feature_extractor=cfg.feature_extractor,
+                      feature_weights=cfg.feature_weights)
     with measure.timed(device, phases, "evaluate"), torch.autocast(
         device.type, enabled=False
     ):
-        for metric in applicable_metrics(model):
+        for metric in applicable_metrics(model, data.info):
             for mv in metric.evaluate(ctx):
                 recorder.emit(mv.metric, mv.value, mv.unit, None, metric_fn=metric.name, **mv.provenance)
     with measure.timed(device, phases, "sample"):

@@ -9,6 +9,7 @@ against the registries and returns a `Run` with typed options, display labels an
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +39,10 @@ class RunConfig:
     log_every: int = 10  # steps between train/* records (loss curves, gradient norms)
     warmup_steps: int = 20  # first steps left out of the training throughput
     eval_batch: int = 256  # batch size for evaluation and sampling throughput
+    eval_samples: int = 2500  # generated samples for sample-quality and coverage metrics (fix per suite)
+    iwae_k: int = 64  # importance samples for the IWAE likelihood bound (latent-variable models)
+    feature_extractor: Literal["auto", "genbench", "inception-v3"] = "auto"  # auto: inception-v3 iff feature_weights
+    feature_weights: str | None = None  # local InceptionV3 weights file (torch-fidelity's pt_inception-2015-12-05)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 = autocast (fp16 adds a grad scaler)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     backend: Literal["auto", "triton", "torch"] = "auto"  # kernel backend (see genbench.kernels)
@@ -45,7 +50,7 @@ class RunConfig:
     objective_options: dict[str, Any] = field(default_factory=dict)  # the objective's options
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "eval_batch"):
+        for name in ("steps", "batch_size", "log_every", "eval_batch", "eval_samples", "iwae_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.warmup_steps < 0 or self.lr <= 0:
@@ -93,6 +98,7 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision='fp16' needs CUDA (its gradient scaler); use bf16 or fp32 on the CPU.")
+    check_feature_extractor(config)
     for op in spec.kernel_ops:  # a backend that cannot run here fails now, not mid-suite
         resolve_backend(op, config.backend, device)
     identity = {
@@ -108,6 +114,20 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
         run_id=json_hash(identity), model_label=label(spec.name, model_options),
         objective_label=label(objective.name, objective_options),
     )
+
+
+def check_feature_extractor(config: RunConfig) -> None:
+    """InceptionV3 needs a local weights file: say how to get one, never switch silently."""
+    from genbench.metrics.extractors import INCEPTION_HELP
+
+    wants_inception = config.feature_extractor == "inception-v3" or (
+        config.feature_extractor == "auto" and config.feature_weights)
+    if config.feature_extractor == "genbench" and config.feature_weights:
+        raise ConfigError("--feature-weights is for the inception-v3 extractor; drop it, or choose "
+                          "--feature-extractor inception-v3.")
+    if wants_inception and not (config.feature_weights and Path(config.feature_weights).is_file()):
+        where = f"not found at {config.feature_weights}" if config.feature_weights else "not given"
+        raise ConfigError(f"InceptionV3 weights {where}. {INCEPTION_HELP}")
 
 
 def resolve_all(configs: list[RunConfig], suite: str | None = None) -> list[Run]:

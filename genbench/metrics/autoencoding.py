@@ -16,7 +16,7 @@ from genbench.metrics.base import EvalContext, MetricValue, register_metric
 
 
 def _has(*names):
-    return lambda model: all(hasattr(model, n) for n in names)
+    return lambda model, info: all(hasattr(model, n) for n in names)
 
 
 @register_metric("reconstruction", _has("reconstruct_output", "likelihood"),

@@ -1,9 +1,11 @@
 """Metric registration and the evaluation context metrics share.
 
-A metric is registered in METRICS with a predicate saying which models it applies to
-(by capability, never by name) and a function returning MetricValues. Metrics see the
-test split prepared once per evaluation (binarised or dequantised with a fixed seed,
-EVAL_SEED, the same for every run) so every run is scored on identical data.
+A metric is registered in METRICS with a predicate saying which runs it applies to
+(by the model's capabilities and the data's kind, never by name) and a function
+returning MetricValues. Metrics see the test split prepared once per evaluation
+(binarised or dequantised with a fixed seed, EVAL_SEED, the same for every run) so every
+run is scored on identical data, and share one set of `eval_samples` generated samples
+(drawn with the run's seed) and their extractor features.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ class MetricValue:
 @dataclass(frozen=True)
 class Metric:
     name: str
-    applies: Callable[[Any], bool]  # model -> does this metric apply?
+    applies: Callable[[Any, Any], bool]  # (model, DatasetInfo) -> does this metric apply?
     evaluate: Callable[["EvalContext"], list[MetricValue]]
     summary: str
 
 
-def register_metric(name: str, applies: Callable[[Any], bool], summary: str):
+def register_metric(name: str, applies: Callable[[Any, Any], bool], summary: str):
     def wrap(fn):
         METRICS.register(name, Metric(name, applies, fn, summary))
         return fn
@@ -49,6 +51,45 @@ class EvalContext:
     dataset: Any  # genbench.data.Dataset
     device: torch.device
     batch_size: int
+    seed: int = 0  # seeds the generated samples
+    eval_samples: int = 2500  # generated samples for sample-based metrics (fixed per suite)
+    iwae_k: int = 64  # importance samples for the IWAE likelihood bound
+    feature_extractor: str = "auto"  # "auto" | "genbench" | "inception-v3"
+    feature_weights: str | None = None  # InceptionV3 weights file
+
+    @cached_property
+    def samples(self) -> torch.Tensor:
+        """eval_samples generated samples on the CPU (image grids use the decoder mean)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        sizes = [min(self.batch_size, self.eval_samples - s) for s in range(0, self.eval_samples, self.batch_size)]
+        draw = "sample" if self.dataset.info.kind == "points" else "mean"
+        with torch.no_grad():
+            return torch.cat([self.model.sample(n, generator, draw=draw).cpu() for n in sizes])
+
+    @cached_property
+    def extractor(self):
+        from genbench.metrics.extractors import classifier_for, inception
+
+        if self.feature_extractor == "inception-v3" or (self.feature_extractor == "auto" and self.feature_weights):
+            return inception(self.feature_weights or "")
+        return classifier_for(self.dataset)
+
+    @cached_property
+    def generated_features(self) -> dict[str, torch.Tensor]:
+        from genbench.metrics.quality import images_to_features
+
+        return images_to_features(self.samples, self.extractor, self.device)
+
+    @cached_property
+    def reference(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(features, provenance) of the reference set: the whole train split."""
+        from genbench.metrics.quality import reference_features
+
+        return reference_features(self.dataset, "train", None, self.extractor, self.device)
+
+    def sample_provenance(self) -> dict[str, Any]:
+        return {"n_generated": int(self.samples.shape[0]), "sample_seed": self.seed,
+                "samples": "decoder mean" if self.dataset.info.kind == "image" else "draws from p(x|z)"}
 
     @cached_property
     def test_x(self) -> torch.Tensor:
@@ -67,5 +108,5 @@ class EvalContext:
         return x.split(self.batch_size)
 
 
-def applicable_metrics(model) -> list[Metric]:
-    return [METRICS.get(name) for name in METRICS.names() if METRICS.get(name).applies(model)]
+def applicable_metrics(model, info) -> list[Metric]:
+    return [METRICS.get(name) for name in METRICS.names() if METRICS.get(name).applies(model, info)]

@@ -21,6 +21,11 @@ from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.autoencoder import AutoencoderOptions, make_likelihood
 from genbench.models.base import register_model
 from genbench.models.nets import build_decoder, build_encoder
+from genbench.objectives.likelihood import HALF_LOG_2PI
+
+
+def standard_normal_log_prob(x: torch.Tensor) -> torch.Tensor:
+    return -HALF_LOG_2PI - 0.5 * x * x
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,21 @@ class VAE(nn.Module):
                 kl = reparameterize_kl(mu, logvar, eps, backend=self.backend)[1]
         recon_nll = self.likelihood.nll(self.decoder(z), x)  # (B,)
         return recon_nll, kl, kl_objective
+
+    def importance_log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x, z_i) - log q(z_i | x) for k draws z_i ~ q(z|x): (k, B), in nats.
+
+        logsumexp over k minus log k is the IWAE bound (Burda et al. 2016); k = 1 is the ELBO.
+        """
+        mu, logvar = self.encode(x)  # (B, latent) each
+        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)  # (k, B, latent)
+        z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, latent)
+        log_q = standard_normal_log_prob(eps).sum(-1) - 0.5 * logvar.sum(-1)  # (k, B)
+        log_prior = standard_normal_log_prob(z).sum(-1)  # (k, B)
+        out = self.decoder(z.flatten(0, 1))  # (k*B, ...)
+        target = x.expand(k, *x.shape).flatten(0, 1)
+        log_lik = -self.likelihood.nll(out, target).view(k, -1)  # (k, B)
+        return log_lik + log_prior - log_q
 
     def reconstruct_output(self, x: torch.Tensor) -> torch.Tensor:
         mu, _ = self.encode(x)

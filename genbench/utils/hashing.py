@@ -20,7 +20,7 @@ def tensor_hash(*tensors: torch.Tensor | None) -> str:
             continue
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()[:HASH_CHARS]
 
 

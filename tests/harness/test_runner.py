@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make_runs(*entries, suite="test"):
-    return resolve_all([run_config({"device": "cpu", **e}, "test") for e in entries], suite)
+    # A small evaluation set keeps these harness tests fast; metrics have their own tests.
+    return resolve_all([run_config({"device": "cpu", "eval_samples": 200, **e}, "test") for e in entries], suite)
 
 
 def by_metric(records):
@@ -120,6 +121,7 @@ SUITE = """
 [defaults]
 dataset = "digits"
 device = "cpu"
+eval_samples = 200
 [[runs]]
 model = "ae"
 steps = 5
