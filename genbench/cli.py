@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
                        help="kernel backend (auto: triton on CUDA, torch reference on CPU)")
     p_run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p_run.add_argument("--eval-samples", type=int, default=2500,
+                       help="generated samples for sample-quality and coverage metrics (default 2500)")
+    p_run.add_argument("--iwae-k", type=int, default=64, help="importance samples for the IWAE bound (default 64)")
+    p_run.add_argument("--feature-extractor", choices=["auto", "genbench", "inception-v3"], default="auto",
+                       help="features for FID/KID/IS/PR: genbench's classifier for the dataset, or InceptionV3 "
+                       "(needs --feature-weights); auto = inception-v3 iff --feature-weights is given")
+    p_run.add_argument("--feature-weights", metavar="PATH",
+                       help="local InceptionV3 weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth)")
     p_run.add_argument("--set", dest="model_options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set arch=conv)")
     p_run.add_argument("--objective-set", dest="objective_options", action="append", metavar="KEY=VALUE",
@@ -88,7 +96,9 @@ def cmd_run(args) -> int:
         base = {
             "model": args.model, "dataset": args.dataset, "objective": args.objective,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-            "backend": args.backend, "precision": args.precision,
+            "backend": args.backend, "precision": args.precision, "eval_samples": args.eval_samples,
+            "iwae_k": args.iwae_k, "feature_extractor": args.feature_extractor,
+            "feature_weights": args.feature_weights,
             "model_options": parse_assignments(args.model_options, "--set"),
             "objective_options": parse_assignments(args.objective_options, "--objective-set"),
         }

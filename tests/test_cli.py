@@ -22,6 +22,8 @@ def test_list_prints_one_name_per_line(capsys):
         assert main(["list", kind]) == 0
     out = capsys.readouterr().out.split()
     assert {"ae", "vae", "elbo", "recon", "reparam_kl", "quick"} <= set(out)
+    assert {"quality", "swd", "ms-ssim", "memorisation", "c2st", "coverage", "likelihood", "elbo",
+            "reconstruction"} <= set(out)
 
 
 def test_tiny_run_then_report(tmp_path, capsys):
@@ -48,6 +50,8 @@ def test_tiny_run_then_report(tmp_path, capsys):
     (["run", "--suite", "quik"], "Did you mean 'quick'"),
     (["run", "--suite", "missing.toml"], "does not exist"),
     (["report", "/nonexistent/results"], "is not a folder"),
+    (["run", "--model", "vae", "--feature-weights", "/nonexistent/pt_inception.pth"], "--feature-weights PATH"),
+    (["run", "--model", "vae", "--feature-extractor", "inception-v3"], "weights not given"),
 ])
 def test_user_errors_exit_2_with_a_message(argv, message, capsys, tmp_path):
     out = ["--out", str(tmp_path / "o")] if argv[0] == "run" else []

@@ -190,8 +190,9 @@ def head_targets(split) -> list[torch.Tensor]:
     return [split.y]
 
 
-def train_classifier(dataset, seed: int = 0, steps: int = TRAIN_STEPS, progress: bool = True) -> tuple[FeatureNet, dict]:
-    """Train the extractor deterministically on the dataset's train split."""
+def train_classifier(dataset, seed: int = 0, steps: int | None = None, progress: bool = True) -> tuple[FeatureNet, dict]:
+    """Train the extractor deterministically on the dataset's train split (TRAIN_STEPS steps by default)."""
+    steps = steps or TRAIN_STEPS
     train = dataset.train
     targets = head_targets(train)
     torch.manual_seed(seed)

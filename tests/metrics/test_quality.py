@@ -196,3 +196,25 @@ def test_inception_path_runs_with_a_local_weights_file(tmp_path, monkeypatch, di
     assert u8.shape == (3, 3, 16, 16)
     out = images_to_features(digits.test.x[:3], extractor, CPU)
     assert out["features"].shape == (3, 2048) and torch.isfinite(out["features"]).all()
+
+
+def test_extractor_training_is_deterministic(digits):
+    from genbench.metrics.extractors import train_classifier, weights_hash
+
+    a, _ = train_classifier(digits, steps=20, progress=False)
+    b, _ = train_classifier(digits, steps=20, progress=False)
+    c, _ = train_classifier(digits, seed=1, steps=20, progress=False)
+    assert weights_hash(a) == weights_hash(b) != weights_hash(c)
+
+
+def test_unshipped_dataset_trains_once_and_caches(tmp_path, monkeypatch):
+    import genbench.metrics.extractors as ex
+
+    monkeypatch.setattr(ex, "TRAIN_STEPS", 10)
+    small = load_dataset("shapes?n=300")
+    first = classifier_for(small, progress=False)
+    assert first.weights_path.parent == tmp_path / "cache" / "extractors"
+    assert small.info.content_hash in first.weights_path.name
+    mtime = first.weights_path.stat().st_mtime_ns
+    again = classifier_for(small, progress=False)
+    assert again.weights_hash == first.weights_hash and first.weights_path.stat().st_mtime_ns == mtime
