@@ -134,7 +134,12 @@ def evaluate(run: Run, model, data: Dataset, recorder: RunRecorder, phases: dict
         device.type, enabled=False
     ):
         for metric in applicable_metrics(model, data.info):
-            for mv in metric.evaluate(ctx):
+            try:
+                values = metric.evaluate(ctx)
+            except ValueError as exc:  # e.g. NaN samples: the metric failed for this run, say so
+                recorder.emit(f"{metric.name}/failed", None, "error", None, metric_fn=metric.name, error=str(exc))
+                continue
+            for mv in values:
                 recorder.emit(mv.metric, mv.value, mv.unit, None, metric_fn=metric.name, **mv.provenance)
     with measure.timed(device, phases, "sample"):
         rate, q = sampling_throughput(model, cfg.eval_batch, device, cfg.seed)

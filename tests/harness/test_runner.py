@@ -94,6 +94,24 @@ def test_forced_nan_is_recorded_as_diverged_and_suite_goes_on(tmp_path, nan_obje
     assert re.search(r"\|\s*1/1\s*\|", report) and re.search(r"\|\s*0/1\s*\|", report)
 
 
+def test_a_metric_that_fails_is_recorded_and_evaluation_goes_on(tmp_path):
+    from genbench.metrics.base import register_metric
+    from genbench.registry import METRICS
+
+    @register_metric("test-broken", lambda model, info: True, "test only")
+    def broken(ctx):
+        raise ValueError("samples contain NaN")
+
+    try:
+        run_all(make_runs({"model": "ae", "steps": 3}), tmp_path, progress=False)
+    finally:
+        METRICS.unregister("test-broken")
+    m = by_metric(read_records(tmp_path / "results.jsonl"))
+    assert m["test-broken/failed"][0]["value"] is None
+    assert m["test-broken/failed"][0]["provenance"]["error"] == "samples contain NaN"
+    assert "quality/fid" in m and "run/complete" in m  # the other metrics and the run went on
+
+
 def test_seed_fully_determines_a_cpu_run(tmp_path):
     def curve(out, seed):
         run_all(make_runs({"model": "vae", "steps": 20, "log_every": 2, "seed": seed,
