@@ -25,8 +25,8 @@ from genbench.harness.spec import Run
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, completed_run_ids
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.models import build_model
-from genbench.train.batches import epoch_batches
-from genbench.train.single import TrainOutcome, train_single_objective
+from genbench.train import TRAINERS, TrainContext
+from genbench.train.base import TrainOutcome
 
 SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
 GRID_SAMPLES = 64  # samples in the artefact grid
@@ -77,23 +77,22 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
     memory = measure.PeakMemory(device)
     memory.reset()
     with measure.timed(device, phases, "build"):
-        model = build_model(run.model_spec, run.model_options, data.info, cfg.backend).to(device)
+        model = build_model(run.model_spec, run.model_options, data.info, cfg.backend, run.objective).to(device)
     backends = model.kernel_backends()
     recorder = RunRecorder(run, out_dir / RESULTS_FILE, backend_label(backends))
     run_dir = out_dir / "runs" / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    batches = epoch_batches(data.train.x.to(device), cfg.batch_size, generator)
-    loss_fn = lambda x: run.objective.loss(model, x, run.objective_options, generator)  # noqa: E731
-
     def log(step: int, scalars: dict[str, float]) -> None:
         for key, value in scalars.items():
-            recorder.emit(f"train/{key}", value, "norm" if key == "grad_norm" else "nats/example", step)
+            recorder.emit(f"train/{key}", value, "norm" if "grad_norm" in key else "loss", step)
         recorder.flush()
 
+    trainer = TRAINERS[run.model_spec.trainer]
+    ctx = TrainContext(model, run.objective, run.objective_options, run.trainer_options, data, cfg, device,
+                       torch.Generator(device=device).manual_seed(cfg.seed), log, recorder.emit, progress)
     with measure.timed(device, phases, "train"):
-        outcome = train_single_objective(model, loss_fn, batches, cfg, device, log, progress)
+        outcome = trainer.train(ctx)
     record_training(recorder, outcome, cfg)
     artefact_paths: dict[str, str] = {}
     if not outcome.diverged:

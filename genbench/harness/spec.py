@@ -20,6 +20,7 @@ from genbench.kernels import resolve_backend
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
 from genbench.registry import DATASETS, MODELS, load_builtins
+from genbench.train import TRAINERS
 from genbench.data.base import parse_spec
 from genbench.utils.hashing import json_hash
 from genbench.utils.options import build_options, non_default_options
@@ -48,6 +49,7 @@ class RunConfig:
     backend: Literal["auto", "triton", "torch"] = "auto"  # kernel backend (see genbench.kernels)
     model_options: dict[str, Any] = field(default_factory=dict)  # the model's options dataclass
     objective_options: dict[str, Any] = field(default_factory=dict)  # the objective's options
+    trainer_options: dict[str, Any] = field(default_factory=dict)  # the family trainer's options (e.g. GAN n_critic)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "eval_batch", "eval_samples", "iwae_k"):
@@ -65,10 +67,11 @@ class Run:
     model_options: Any
     objective: Objective
     objective_options: Any
+    trainer_options: Any
     device: torch.device
     run_id: str
     model_label: str  # name + non-default options, e.g. "vae[arch=conv]"
-    objective_label: str
+    objective_label: str  # name + non-default objective options, then {non-default trainer options}
 
 
 def label(name: str, options: Any) -> str:
@@ -94,6 +97,10 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
     objective = objective_for(spec.family, config.objective or spec.default_objective)
     objective_options = build_options(objective.options, config.objective_options,
                                       f"objective {objective.name!r}")
+    trainer = TRAINERS[spec.trainer]
+    trainer_options = build_options(trainer.options, config.trainer_options, f"trainer {trainer.name!r}")
+    if trainer.validate:
+        trainer.validate(model_options, objective, trainer_options)
     DATASETS.get(parse_spec(config.dataset)[0])  # name check now; loading happens at run time
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
@@ -105,14 +112,20 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
         "model": spec.name, "model_options": dataclasses.asdict(model_options),
         "objective": objective.name, "objective_options": dataclasses.asdict(objective_options),
         "config": {k: v for k, v in dataclasses.asdict(config).items()
-                   if k not in ("model", "objective", "model_options", "objective_options", "device")},
+                   if k not in ("model", "objective", "model_options", "objective_options", "trainer_options",
+                                "device")},
         "device": device.type,
     }
+    if config.trainer_options:  # kept out of the hash when empty so existing run ids stay valid
+        identity["trainer_options"] = dataclasses.asdict(trainer_options)
+    trainer_changes = non_default_options(trainer_options)
+    objective_label = label(objective.name, objective_options) + (
+        "{" + ",".join(f"{k}={v}" for k, v in sorted(trainer_changes.items())) + "}" if trainer_changes else "")
     return Run(
         config=config, suite=suite, model_spec=spec, model_options=model_options,
-        objective=objective, objective_options=objective_options, device=device,
-        run_id=json_hash(identity), model_label=label(spec.name, model_options),
-        objective_label=label(objective.name, objective_options),
+        objective=objective, objective_options=objective_options, trainer_options=trainer_options,
+        device=device, run_id=json_hash(identity), model_label=label(spec.name, model_options),
+        objective_label=objective_label,
     )
 
 

@@ -91,10 +91,9 @@ def reference_features(dataset, split: str, n: int | None, extractor: Extractor,
     return features, provenance
 
 
-def features_to_quality(gen: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], seed: int,
+def features_to_fid_kid(g: torch.Tensor, r: torch.Tensor, seed: int,
                         settings: QualitySettings = QualitySettings()) -> dict[str, float]:
-    """FID, KID (mean, std over subsets), IS (mean, std over splits), precision, recall."""
-    g, r = gen["features"], ref["features"]
+    """FID and KID (mean, std over subsets) of generated vs reference features."""
     dims = g.shape[1]
     if min(len(g), len(r)) <= dims:
         raise GenbenchError(
@@ -105,12 +104,20 @@ def features_to_quality(gen: dict[str, torch.Tensor], ref: dict[str, torch.Tenso
     kid = kid_features_to_metric(g, r, kid_subsets=settings.kid_subsets,
                                  kid_subset_size=min(settings.kid_subset_size, len(g), len(r)),
                                  rng_seed=seed, verbose=False)
+    return {"fid": fid["frechet_inception_distance"], "kid": kid["kernel_inception_distance_mean"],
+            "kid_std": kid["kernel_inception_distance_std"]}
+
+
+def features_to_quality(gen: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], seed: int,
+                        settings: QualitySettings = QualitySettings()) -> dict[str, float]:
+    """FID, KID (mean, std over subsets), IS (mean, std over splits), precision, recall."""
+    g, r = gen["features"], ref["features"]
+    fid_kid = features_to_fid_kid(g, r, seed, settings)
     isc = isc_features_to_metric(gen["logits"], splits=settings.isc_splits, shuffle=True, rng_seed=seed)
     prc = prc_features_to_metric(g.float(), r.float(), prc_neighborhood=settings.prc_neighborhood,
                                  prc_batch_size=10000, save_cpu_ram=False, verbose=False)
     return {
-        "fid": fid["frechet_inception_distance"],
-        "kid": kid["kernel_inception_distance_mean"], "kid_std": kid["kernel_inception_distance_std"],
+        **fid_kid,
         "is": isc["inception_score_mean"], "is_std": isc["inception_score_std"],
         "precision": prc["precision"], "recall": prc["recall"],
     }

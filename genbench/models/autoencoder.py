@@ -43,7 +43,7 @@ def make_likelihood(options, data_info) -> Likelihood:
 @register_model("ae", "autoencoder", AutoencoderOptions, "recon",
                 "plain autoencoder, MLP or conv; samples via a Gaussian fitted to codes")
 class Autoencoder(nn.Module):
-    def __init__(self, options: AutoencoderOptions, data_info, backend: str = "auto"):
+    def __init__(self, options: AutoencoderOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         shape = data_info.shape
         self.likelihood = make_likelihood(options, data_info)

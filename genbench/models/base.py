@@ -1,7 +1,9 @@
 """Model registration: what the harness needs to know to build and train a model.
 
-A model is an nn.Module built as `cls(options, data_info, backend)`, where `backend` is
-the kernel backend requested for the run ("auto", "triton", "torch"). Capabilities the
+A model is an nn.Module built as `cls(options, data_info, backend, objective)`, where
+`backend` is the kernel backend requested for the run ("auto", "triton", "torch") and
+`objective` the run's objective (a GAN's discriminator head depends on its loss; other
+families ignore it). Capabilities the
 harness and metrics use, when a model has them:
   likelihood                    Likelihood: p(x|z) and its conventions
   reconstruct_output(x) -> out  decoder output for a deterministic encoding of x
@@ -24,21 +26,22 @@ from genbench.registry import MODELS
 class ModelSpec:
     name: str
     family: str  # "autoencoder", "vae", ... : which objectives and trainer apply
-    cls: type  # nn.Module subclass, built as cls(options, data_info, backend)
+    cls: type  # nn.Module subclass, built as cls(options, data_info, backend, objective)
     options: type  # options dataclass
     default_objective: str
     kernel_ops: tuple[str, ...]  # kernel ops the model calls (their backends are recorded)
     summary: str
+    trainer: str = "single"  # key in genbench.train.TRAINERS
 
 
 def register_model(name: str, family: str, options: type, default_objective: str,
-                   summary: str, kernel_ops: tuple[str, ...] = ()):
+                   summary: str, kernel_ops: tuple[str, ...] = (), trainer: str = "single"):
     def wrap(cls):
-        MODELS.register(name, ModelSpec(name, family, cls, options, default_objective, kernel_ops, summary))
+        MODELS.register(name, ModelSpec(name, family, cls, options, default_objective, kernel_ops, summary, trainer))
         return cls
 
     return wrap
 
 
-def build_model(spec: ModelSpec, options: Any, data_info: Any, backend: str):
-    return spec.cls(options, data_info, backend)
+def build_model(spec: ModelSpec, options: Any, data_info: Any, backend: str, objective: Any = None):
+    return spec.cls(options, data_info, backend, objective)

@@ -38,7 +38,7 @@ class VAEOptions(AutoencoderOptions):
                 "VAE with Gaussian q(z|x), Bernoulli or Gaussian p(x|z), MLP or conv",
                 kernel_ops=("reparam_kl",))
 class VAE(nn.Module):
-    def __init__(self, options: VAEOptions, data_info, backend: str = "auto"):
+    def __init__(self, options: VAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         shape = data_info.shape
         self.latent_dim = options.latent_dim

@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from genbench.harness.measure import synchronize
+from genbench.train.base import Trainer, TrainOutcome, register_trainer
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class TrainOutcome:
-    step_seconds: list[float] = field(default_factory=list)  # wall time of each completed step
-    diverged: bool = False
-    diverged_step: int | None = None
-    diverged_reason: str | None = None
-    skipped_steps: int = 0  # fp16: steps the grad scaler skipped for inf/NaN gradients
 
 
 def global_grad_norm(model: torch.nn.Module) -> torch.Tensor:
@@ -79,6 +71,20 @@ def train_single_objective(model, loss_fn: Callable, batches, run_config, device
     return outcome
 
 
+@dataclass(frozen=True)
+class SingleOptions:
+    pass  # the single-objective loop takes its settings from the run config
+
+
+def train_single(ctx) -> TrainOutcome:
+    """Trainer entry: the objective's loss on batches of the train split."""
+    from genbench.train.batches import epoch_batches
+
+    batches = epoch_batches(ctx.data.train.x.to(ctx.device), ctx.config.batch_size, ctx.generator)
+    loss_fn = lambda x: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator)  # noqa: E731
+    return train_single_objective(ctx.model, loss_fn, batches, ctx.config, ctx.device, ctx.log, ctx.progress)
+
+
 def divergence(loss: float, grad_norm: float, precision: str) -> str | None:
     """Why this step counts as divergence, or None."""
     if not math.isfinite(loss):
@@ -86,3 +92,6 @@ def divergence(loss: float, grad_norm: float, precision: str) -> str | None:
     if precision != "fp16" and not math.isfinite(grad_norm):
         return f"non-finite gradient norm ({grad_norm})"
     return None
+
+
+register_trainer(Trainer("single", SingleOptions, train_single))

@@ -1,0 +1,50 @@
+"""Trainer registry and the types every training loop shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class TrainOutcome:
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each completed step
+    diverged: bool = False
+    diverged_step: int | None = None
+    diverged_reason: str | None = None
+    skipped_steps: int = 0  # fp16: steps the grad scaler skipped for inf/NaN gradients
+
+
+@dataclass
+class TrainContext:
+    model: Any
+    objective: Any  # Objective or GanLoss
+    objective_options: Any
+    trainer_options: Any
+    data: Any  # genbench.data.Dataset
+    config: Any  # RunConfig
+    device: torch.device
+    generator: torch.Generator  # the run's random stream (batches, noise)
+    log: Callable[[int, dict[str, float]], None]  # train/<name> scalars at a step
+    emit: Callable[..., None]  # any record: emit(metric, value, unit, step, **provenance)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Trainer:
+    name: str
+    options: type
+    train: Callable[[TrainContext], TrainOutcome]
+    # Checks of a run's combination of parts, called when the run is resolved:
+    # validate(model_options, objective, trainer_options) raises ConfigError.
+    validate: Callable[[Any, Any, Any], None] | None = None
+
+
+TRAINERS: dict[str, Trainer] = {}
+
+
+def register_trainer(trainer: Trainer) -> Trainer:
+    TRAINERS[trainer.name] = trainer
+    return trainer

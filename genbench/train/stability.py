@@ -1,0 +1,115 @@
+"""Stability signals of adversarial training, recorded at every evaluation interval.
+
+Per interval (records `stability/<name>` at that step):
+- quality of the current generator (the EMA copy when enabled): on 2-D mixtures the
+  modes captured and % high-quality samples (coverage definitions of EVALUATION.md);
+  on images FID and KID with the genbench extractor against the train split;
+- oscillation: the standard deviation of the discriminator and generator losses over
+  the steps since the previous interval.
+Losses, gradient norms of D and G, and mean D(x) / D(G(z)) are logged as train/* at
+every log step by the loop itself.
+
+Collapse: the quality falls far from its best -- on mixtures fewer than half of the best
+number of modes captured; on images an FID above twice the best FID so far and more
+than COLLAPSE_FID_MARGIN points above it (at small N, FIDs near the floor fluctuate by
+several points: a relative rule alone would flag noise). Per run:
+final and best quality, the step of the first collapse (time to collapse), and
+`stability/failed` = diverged, or collapsed at the final evaluation.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from genbench.metrics.coverage import mode_coverage
+
+
+COLLAPSE_FID_MARGIN = 20.0
+
+
+class StabilityMonitor:
+    def __init__(self, ctx, every: int):
+        self.ctx, self.every = ctx, every
+        self.points = ctx.data.info.kind == "points" and "modes" in ctx.data.info.extras
+        self.history: list[tuple[int, float]] = []  # (step, quality), higher is better
+        self.window: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
+        self.collapse_step: int | None = None
+        self.final_collapsed = False
+
+    def after_step(self, step: int, scalars: dict[str, float]) -> None:
+        for key in self.window:
+            self.window[key].append(scalars[key])
+        if step % self.every == 0 or step == self.ctx.config.steps:
+            self.evaluate(step)
+
+    def evaluate(self, step: int) -> None:
+        emit = self.ctx.emit
+        for key, values in self.window.items():
+            if len(values) > 1:
+                emit(f"stability/{key}_std", statistics.pstdev(values), "loss std over the interval", step)
+            self.window[key] = []
+        quality, name = self.quality(step)
+        best = max((q for _, q in self.history), default=None)
+        self.history.append((step, quality))
+        collapsed = best is not None and self.collapsed(quality, best)
+        if collapsed and self.collapse_step is None:
+            self.collapse_step = step
+        self.final_collapsed = collapsed
+        emit("stability/collapsed", float(collapsed), "bool", step, rule=self.rule(), quality=name)
+
+    def quality(self, step: int) -> tuple[float, str]:
+        """Evaluate the current generator; returns a quality where higher is better."""
+        model, ctx = self.ctx.model, self.ctx
+        n = ctx.trainer_options.eval_samples
+        g = torch.Generator(device=ctx.device).manual_seed(ctx.config.seed + 7919)  # fixed noise every interval
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            samples = model.sample(n, g, draw="sample").cpu()
+        model.train(was_training)
+        if self.points:
+            extras = ctx.data.info.extras
+            cov = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
+            ctx.emit("stability/modes_captured", cov.modes_captured, f"modes of {cov.n_modes}", step, n_samples=n)
+            ctx.emit("stability/high_quality_pct", cov.high_quality_pct, "%", step, n_samples=n)
+            return float(cov.modes_captured), "modes_captured"
+        fid_kid = self.fid_kid(samples)
+        prov = {"n_generated": n, "extractor": self.extractor.name, "extractor_weights_hash": self.extractor.weights_hash}
+        ctx.emit("stability/fid", fid_kid["fid"], "fid (genbench extractor)", step, **prov)
+        ctx.emit("stability/kid", fid_kid["kid"], "kid (genbench extractor)", step, **prov)
+        return -fid_kid["fid"], "fid"
+
+    def fid_kid(self, samples: torch.Tensor) -> dict[str, float]:
+        from genbench.metrics.extractors import classifier_for
+        from genbench.metrics.quality import features_to_fid_kid, images_to_features, reference_features
+
+        ctx = self.ctx
+        if not hasattr(self, "extractor"):
+            self.extractor = classifier_for(ctx.data)
+            self.reference = reference_features(ctx.data, "train", None, self.extractor, ctx.device)[0]
+        gen = images_to_features(samples, self.extractor, ctx.device)
+        return features_to_fid_kid(gen["features"], self.reference["features"], ctx.config.seed)
+
+    def collapsed(self, quality: float, best: float) -> bool:
+        if self.points:
+            return quality < best / 2
+        fid, best_fid = -quality, -best
+        return fid > 2 * best_fid and fid > best_fid + COLLAPSE_FID_MARGIN
+
+    def rule(self) -> str:
+        return ("modes captured < half the best so far" if self.points
+                else f"FID > 2 x the best FID so far and > best + {COLLAPSE_FID_MARGIN:g}")
+
+    def finish(self, outcome) -> None:
+        emit = self.ctx.emit
+        if self.history:
+            sign = 1.0 if self.points else -1.0
+            name = "modes_captured" if self.points else "fid"
+            emit(f"stability/final_{name}", sign * self.history[-1][1], name, None)
+            emit(f"stability/best_{name}", sign * max(q for _, q in self.history), name, None)
+        emit("stability/collapse_step", self.collapse_step, "step", None, rule=self.rule())
+        failed = outcome.diverged or self.final_collapsed
+        emit("stability/failed", float(failed), "bool", None,
+             reason="diverged" if outcome.diverged else ("collapsed at the final evaluation" if failed else None))
