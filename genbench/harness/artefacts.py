@@ -65,3 +65,28 @@ def save_points(samples: torch.Tensor, reference: torch.Tensor, path: Path, titl
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_point_panels(snapshots: list[tuple[int, torch.Tensor]], reference: torch.Tensor, path: Path) -> Path:
+    """One small scatter per (step, samples) snapshot, left to right."""
+    n = len(snapshots)
+    columns = min(n, 5)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows), squeeze=False)
+    ref = reference.detach().cpu()
+    lo, hi = ref.min(0).values, ref.max(0).values
+    pad = 0.25 * float((hi - lo).max())
+    for ax, (step, smp) in zip(axes.flat, snapshots):
+        ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.2)
+        ax.scatter(smp[:, 0], smp[:, 1], s=1, alpha=0.5)
+        ax.set_xlim(float(lo[0]) - pad, float(hi[0]) + pad)
+        ax.set_ylim(float(lo[1]) - pad, float(hi[1]) + pad)
+        ax.set_title(f"step {step}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

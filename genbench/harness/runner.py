@@ -31,6 +31,7 @@ from genbench.train.base import TrainOutcome
 SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
 GRID_SAMPLES = 64  # samples in the artefact grid
 RECON_EXAMPLES = 32  # test examples in the reconstruction grid
+OVER_TRAINING = "samples_over_training.png"  # fixed-noise samples at each stability evaluation
 
 
 def seed_everything(seed: int) -> None:
@@ -90,7 +91,7 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
 
     trainer = TRAINERS[run.model_spec.trainer]
     ctx = TrainContext(model, run.objective, run.objective_options, run.trainer_options, data, cfg, device,
-                       torch.Generator(device=device).manual_seed(cfg.seed), log, recorder.emit, progress)
+                       torch.Generator(device=device).manual_seed(cfg.seed), log, recorder.emit, progress, run_dir)
     with measure.timed(device, phases, "train"):
         outcome = trainer.train(ctx)
     record_training(recorder, outcome, cfg)
@@ -167,10 +168,15 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
     generator = torch.Generator(device=device).manual_seed(seed)
     if data.info.kind == "points":  # a scatter shows the distribution: draw from p(x|z)
         samples = model.sample(2000, generator, draw="sample")
-        return {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
-                                                 "2,000 draws x ~ p(x|z) vs test data")}
+        paths = {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
+                                                  "2,000 draws x ~ p(x|z) vs test data")}
+        if (run_dir / OVER_TRAINING).is_file():
+            paths["samples_over_training"] = run_dir / OVER_TRAINING
+        return paths
     samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
     paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
+    if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
+        paths["samples_over_training"] = run_dir / OVER_TRAINING
     if hasattr(model, "reconstruct_output"):
         x = data.test.x[:RECON_EXAMPLES].to(device)
         recon = model.likelihood.mean(model.reconstruct_output(x))

@@ -30,6 +30,7 @@ class TrainContext:
     log: Callable[[int, dict[str, float]], None]  # train/<name> scalars at a step
     emit: Callable[..., None]  # any record: emit(metric, value, unit, step, **provenance)
     progress: bool = True
+    run_dir: Any = None  # pathlib.Path of the run's folder, for artefacts written during training
 
 
 @dataclass(frozen=True)

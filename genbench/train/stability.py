@@ -27,6 +27,8 @@ from genbench.metrics.coverage import mode_coverage
 
 
 COLLAPSE_FID_MARGIN = 20.0
+SNAPSHOT_IMAGES = 8  # images per evaluation in the samples-over-training figure (one row each)
+SNAPSHOT_POINTS = 500
 
 
 class StabilityMonitor:
@@ -37,6 +39,7 @@ class StabilityMonitor:
         self.window: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         self.collapse_step: int | None = None
         self.final_collapsed = False
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # fixed-noise samples per evaluation
 
     def after_step(self, step: int, scalars: dict[str, float]) -> None:
         for key in self.window:
@@ -69,6 +72,7 @@ class StabilityMonitor:
         with torch.no_grad():
             samples = model.sample(n, g, draw="sample").cpu()
         model.train(was_training)
+        self.snapshots.append((step, samples[:SNAPSHOT_IMAGES] if not self.points else samples[:SNAPSHOT_POINTS]))
         if self.points:
             extras = ctx.data.info.extras
             cov = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
@@ -102,7 +106,20 @@ class StabilityMonitor:
         return ("modes captured < half the best so far" if self.points
                 else f"FID > 2 x the best FID so far and > best + {COLLAPSE_FID_MARGIN:g}")
 
+    def save_snapshots(self) -> None:
+        """One figure of fixed-noise samples at every evaluation (rows = steps)."""
+        from genbench.harness.artefacts import save_image_grid, save_point_panels
+
+        if not self.snapshots or self.ctx.run_dir is None:
+            return
+        path = self.ctx.run_dir / "samples_over_training.png"
+        if self.points:
+            save_point_panels(self.snapshots, self.ctx.data.test.x, path)
+        else:
+            save_image_grid(torch.cat([s for _, s in self.snapshots]), path, columns=SNAPSHOT_IMAGES)
+
     def finish(self, outcome) -> None:
+        self.save_snapshots()
         emit = self.ctx.emit
         if self.history:
             sign = 1.0 if self.points else -1.0
