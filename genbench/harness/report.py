@@ -26,6 +26,12 @@ GROUP = ["model", "objective", "dataset", "precision", "backend", "device"]
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 
+# Training curves drawn per group, when recorded (single-objective and adversarial loops).
+CURVE_METRICS = ["train/loss", "train/d_loss", "train/g_loss", "train/grad_norm", "train/grad_norm_d",
+                 "train/grad_norm_g"]
+# Headline quality per data kind for the distribution figures: (metric, higher is better).
+HEADLINE = [("quality/fid", False), ("coverage/modes_captured", True), ("test/nll_bpd", False)]
+
 # Metrics shown in the performance table, with how to display them.
 PERF_COLUMNS = {
     "perf/train_throughput": ("train ex/s", 1.0),
@@ -47,6 +53,8 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         header(frame, result_dirs),
         "## Runs\n\n" + status_table(final),
         "## Results\n\n" + metric_sections(final),
+        "## Distributions over seeds\n\n" + distribution_figures(final, figures, out_dir),
+        "## Stability\n\n" + stability_table(final),
         "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
         "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
         "## Samples and reconstructions\n\n" + artefact_section(frame, out_dir),
@@ -114,6 +122,62 @@ def metric_sections(final: pd.DataFrame) -> str:
     return "\n\n".join(parts) or "(no evaluation metrics: every run diverged)"
 
 
+def distribution_figures(final: pd.DataFrame, figures: Path, out_dir: Path) -> str:
+    """Per dataset: the headline metric of every run, one column per model/objective
+    (box + each seed as a dot); failed runs are counted in the column label."""
+    parts = []
+    for dataset, rows in final.groupby("dataset", sort=True):
+        metric, higher = next(((m, h) for m, h in HEADLINE if m in set(rows["metric"])), (None, None))
+        if metric is None:
+            continue
+        groups = sorted(rows["group"].unique())
+        one_model = rows["model"].nunique() == 1
+        values, labels = [], []
+        for group in groups:
+            runs = rows[rows["group"] == group]
+            v = runs[runs["metric"] == metric]["value"].dropna().tolist()
+            failed = runs[runs["metric"].isin([DIVERGED_METRIC, "stability/failed"])].groupby("run_id")["value"].max()
+            first = runs.iloc[0]
+            name = first["objective"] if one_model else f"{first['model']}\n{first['objective']}"
+            labels.append(f"{name}\nfailed {int(failed.sum())}/{len(failed)}")
+            values.append(v)
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(groups)), 4))
+        ax.boxplot([v if v else [float("nan")] for v in values], showfliers=False)
+        for i, v in enumerate(values, 1):
+            ax.scatter([i] * len(v), v, s=12, zorder=3)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=45, ha="right")
+        ax.set_ylabel(short(metric) + (" (higher is better)" if higher else " (lower is better)"), fontsize=8)
+        model = rows["model"].iloc[0] if one_model else "several models"
+        ax.set_title(f"{dataset}: {model}", fontsize=8)
+        fig.tight_layout()
+        path = figures / f"distribution-{json_hash(dataset)}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        parts.append(f"**{dataset}**: `{metric}`, every seed a dot\n\n![distribution]({rel(path, out_dir)})")
+    return "\n\n".join(parts) or "(no headline metric recorded)"
+
+
+def stability_table(final: pd.DataFrame) -> str:
+    """Adversarial runs: failure rate, collapses, time to collapse, final and best quality."""
+    stab = final[final["metric"].str.startswith("stability/")]
+    if stab.empty:
+        return "(no stability records: only adversarial training records them)"
+    rows = []
+    for group, runs in stab.groupby(GROUP, sort=True):
+        row = dict(zip(["model", "objective", "dataset"], group[:3]))
+        failed = runs[runs["metric"] == "stability/failed"]["value"]
+        row["failed"] = f"{int(failed.sum())}/{len(failed)}"
+        collapse = runs[runs["metric"] == "stability/collapse_step"]["value"]
+        row["collapsed"] = f"{int(collapse.notna().sum())}/{len(collapse)}"
+        row["collapse step"] = mean_std(collapse)
+        for metric in sorted(set(runs["metric"]) - {"stability/failed", "stability/collapse_step"}):
+            row[short(metric)] = mean_std(runs[runs["metric"] == metric]["value"])
+        rows.append(row)
+    note = ("failed = diverged, or collapsed at the final evaluation; collapse rule and interval "
+            "quality per step are in the records (`stability/*`).")
+    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False) + "\n\n" + note
+
+
 def short(metric: str) -> str:
     return metric.split("/", 1)[1]
 
@@ -159,10 +223,12 @@ def perf_note(final: pd.DataFrame) -> str:
 def curve_figures(frame: pd.DataFrame, figures: Path, out_dir: Path) -> str:
     """One figure per group: training loss and gradient norm against step, a line per seed."""
     parts = []
-    curves = frame[frame["step"].notna() & frame["metric"].isin(["train/loss", "train/grad_norm"])]
+    curves = frame[frame["step"].notna() & frame["metric"].isin(CURVE_METRICS)]
     for group, runs in curves.groupby("group", sort=True):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-        for ax, metric in zip(axes, ["train/loss", "train/grad_norm"]):
+        present = [m for m in CURVE_METRICS if m in set(runs["metric"])]
+        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3), squeeze=False)
+        axes = axes[0]
+        for ax, metric in zip(axes, present):
             for seed, seed_runs in runs[runs["metric"] == metric].groupby("seed"):
                 ax.plot(seed_runs["step"], seed_runs["value"], label=f"seed {seed}", lw=1)
             ax.set_xlabel("step")

@@ -177,6 +177,8 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
     paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
     if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
         paths["samples_over_training"] = run_dir / OVER_TRAINING
+    if hasattr(model, "figures"):
+        paths.update(model.figures(run_dir, generator))
     if hasattr(model, "reconstruct_output"):
         x = data.test.x[:RECON_EXAMPLES].to(device)
         recon = model.likelihood.mean(model.reconstruct_output(x))

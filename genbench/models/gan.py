@@ -179,12 +179,63 @@ class GAN(nn.Module):
         for ema, b in zip(self.ema_generator.buffers(), self.generator.buffers()):
             ema.copy_(b)
 
+    def figures(self, run_dir, generator) -> dict:
+        """Latent-space figures for image data (see latent_figures)."""
+        return latent_figures(self, run_dir, generator) if len(self.shape) == 3 else {}
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, draw: str = "mean") -> torch.Tensor:
         """n samples (from the EMA generator when enabled); labels/codes drawn uniformly."""
         codes = self.draw_codes(n, generator, None)
         net = self.ema_generator or self.generator
         return net(self.latent(n, generator), self.condition(codes))
+
+
+TRAVERSAL_ROWS = 8  # fixed noise vectors down the column
+TRAVERSAL_STEPS = 8  # values of the varied code across the row
+
+
+@torch.no_grad()
+def latent_figures(model: GAN, run_dir, generator) -> dict:
+    """Image figures of the latent space: InfoGAN traversals, slerp interpolations."""
+    from genbench.harness.artefacts import save_image_grid
+
+    paths = {}
+    net = model.ema_generator or model.generator
+    z = model.latent(TRAVERSAL_ROWS, generator)  # (rows, latent)
+    if model.options.latent == "spherical":
+        t = torch.linspace(0, 1, TRAVERSAL_STEPS, device=z.device)[:, None]  # (steps, 1)
+        ends = model.latent(TRAVERSAL_ROWS, generator)
+        path = torch.cat([slerp(z[i:i + 1], ends[i:i + 1], t) for i in range(TRAVERSAL_ROWS)])
+        codes = model.draw_codes(len(path), generator, None)
+        paths["slerp"] = save_image_grid(net(path, model.condition(codes)), run_dir / "slerp.png", TRAVERSAL_STEPS)
+    if model.options.conditional == "infogan":
+        paths.update(infogan_traversals(model, net, z, run_dir))
+    return paths
+
+
+def infogan_traversals(model: GAN, net, z: torch.Tensor, run_dir) -> dict:
+    """InfoGAN paper figures: one code varied across a row, the noise fixed down the column;
+    the other codes held at 0 (continuous) or at the row's category."""
+    from genbench.harness.artefacts import save_image_grid
+
+    o, rows, device = model.options, z.shape[0], z.device
+    paths = {}
+    if o.info_categories:
+        cat = torch.arange(o.info_categories, device=device).repeat(rows)  # (rows*K,)
+        cont = torch.zeros(len(cat), o.info_continuous, device=device)
+        zz = z.repeat_interleave(o.info_categories, dim=0)
+        x = net(zz, model.condition(Codes(None, cat, cont)))
+        paths["infogan_categorical"] = save_image_grid(x, run_dir / "infogan_categorical.png", o.info_categories)
+    values = torch.linspace(-2, 2, TRAVERSAL_STEPS, device=device)  # beyond the U(-1, 1) training range
+    for i in range(o.info_continuous):
+        cont = torch.zeros(rows * TRAVERSAL_STEPS, o.info_continuous, device=device)
+        cont[:, i] = values.repeat(rows)
+        cat = (torch.arange(rows, device=device) % max(1, o.info_categories)).repeat_interleave(TRAVERSAL_STEPS)
+        zz = z.repeat_interleave(TRAVERSAL_STEPS, dim=0)
+        x = net(zz, model.condition(Codes(None, cat, cont)))
+        paths[f"infogan_continuous_{i}"] = save_image_grid(x, run_dir / f"infogan_continuous_{i}.png", TRAVERSAL_STEPS)
+    return paths
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,20 @@ def test_spherical_latent_lies_on_the_sphere():
     assert torch.allclose(path[0], z[0], atol=1e-5) and torch.allclose(path[-1], z[1], atol=1e-5)
 
 
+def test_latent_figures_for_infogan_and_spherical_latent(tmp_path):
+    data = {**IMAGES, "model_options": {**IMAGES["model_options"], "conditional": "infogan",
+                                        "latent": "spherical", "info_categories": 3, "info_continuous": 2}}
+    last, _ = run(tmp_path, **data)
+    figures = last["run/complete"]["provenance"]["artefacts"]
+    for name in ("slerp", "infogan_categorical", "infogan_continuous_0", "infogan_continuous_1",
+                 "samples_over_training"):
+        assert (tmp_path / figures[name]).stat().st_size > 100, name
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / figures["infogan_categorical"]).size
+    assert width < height  # 3 categories across, 8 noise rows down
+
+
 @pytest.mark.parametrize("conditional", ["cgan", "acgan", "infogan"])
 def test_conditional_gans_train(tmp_path, conditional):
     data = {**IMAGES, "model_options": {**IMAGES["model_options"], "conditional": conditional}}
