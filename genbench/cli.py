@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model option, repeatable (e.g. --set arch=conv)")
     p_run.add_argument("--objective-set", dest="objective_options", action="append", metavar="KEY=VALUE",
                        help="objective option, repeatable (e.g. --objective-set beta=4)")
+    p_run.add_argument("--train-set", dest="trainer_options", action="append", metavar="KEY=VALUE",
+                       help="training-loop option, repeatable (GANs: e.g. --train-set n_critic=5)")
     p_run.add_argument("--out", type=Path, help="result folder; rerunning into an existing one resumes it "
                        "(default results/<suite>/<UTC stamp>-<host>/)")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -101,6 +103,7 @@ def cmd_run(args) -> int:
             "feature_weights": args.feature_weights,
             "model_options": parse_assignments(args.model_options, "--set"),
             "objective_options": parse_assignments(args.objective_options, "--objective-set"),
+            "trainer_options": parse_assignments(args.trainer_options, "--train-set"),
         }
         if args.seeds < 1:
             raise GenbenchError("--seeds must be at least 1.")

@@ -60,6 +60,17 @@ def test_user_errors_exit_2_with_a_message(argv, message, capsys, tmp_path):
     assert message in err and "Traceback" not in err
 
 
+def test_gan_run_with_trainer_options(tmp_path, capsys):
+    out = tmp_path / "gan"
+    assert main(["run", "--model", "gan", "--dataset", "toy2d-ring8", "--objective", "hinge", "--steps", "4",
+                 "--set", "arch=mlp", "--set", "width=32", "--train-set", "n_critic=2", "--train-set",
+                 "eval_samples=50", "--eval-samples", "100", "--out", str(out), "--no-progress"]) == 0
+    text = (out / "report.md").read_text()
+    assert "hinge{eval_samples=50,n_critic=2}" in text and "## Stability" in text
+    assert main(["run", "--model", "gan", "--train-set", "n_critics=2", "--out", str(tmp_path / "x")]) == 2
+    assert "Did you mean 'n_critic'" in capsys.readouterr().err
+
+
 def test_unknown_kind_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["list", "modls"])
