@@ -115,6 +115,8 @@ class AdversarialStep:
         self.train_y = None if ctx.data.train.y is None else ctx.data.train.y.to(ctx.device)
 
     def real_batch(self):
+        """batch_size training examples drawn uniformly with replacement (D and G steps
+        each draw their own), with their labels when the dataset has them."""
         g = self.ctx.generator
         idx = torch.randint(len(self.train_x), (self.ctx.config.batch_size,), generator=g, device=g.device)
         return self.train_x[idx], None if self.train_y is None else self.train_y[idx]
