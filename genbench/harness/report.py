@@ -149,10 +149,7 @@ def distribution_figures(final: pd.DataFrame, figures: Path, out_dir: Path) -> s
         ax.set_ylabel(short(metric) + (" (higher is better)" if higher else " (lower is better)"), fontsize=8)
         model = rows["model"].iloc[0] if one_model else "several models"
         ax.set_title(f"{dataset}: {model}", fontsize=8)
-        fig.tight_layout()
-        path = figures / f"distribution-{json_hash(dataset)}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        path = save_figure(fig, figures / f"distribution-{json_hash(dataset)}.png")
         parts.append(f"**{dataset}**: `{metric}`, every seed a dot\n\n![distribution]({rel(path, out_dir)})")
     return "\n\n".join(parts) or "(no headline metric recorded)"
 
@@ -236,12 +233,16 @@ def curve_figures(frame: pd.DataFrame, figures: Path, out_dir: Path) -> str:
             clip_first_steps(ax, runs[runs["metric"] == metric])
         axes[0].legend(fontsize=7)
         fig.suptitle(group, fontsize=8)
-        fig.tight_layout()
-        path = figures / f"curves-{json_hash(group)}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        path = save_figure(fig, figures / f"curves-{json_hash(group)}.png")
         parts.append(f"**{group}**\n\n![training curves]({rel(path, out_dir)})")
     return "\n\n".join(parts) or "(no training curves recorded)"
+
+
+def save_figure(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def clip_first_steps(ax, values: pd.DataFrame) -> None:

@@ -27,11 +27,11 @@ from genbench.metrics import EvalContext, applicable_metrics
 from genbench.models import build_model
 from genbench.train import TRAINERS, TrainContext
 from genbench.train.base import TrainOutcome
+from genbench.train.stability import OVER_TRAINING
 
 SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
 GRID_SAMPLES = 64  # samples in the artefact grid
 RECON_EXAMPLES = 32  # test examples in the reconstruction grid
-OVER_TRAINING = "samples_over_training.png"  # fixed-noise samples at each stability evaluation
 
 
 def seed_everything(seed: int) -> None:
@@ -170,19 +170,17 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
         samples = model.sample(2000, generator, draw="sample")
         paths = {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
                                                   "2,000 draws x ~ p(x|z) vs test data")}
-        if (run_dir / OVER_TRAINING).is_file():
-            paths["samples_over_training"] = run_dir / OVER_TRAINING
-        return paths
-    samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
-    paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
+    else:
+        samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
+        paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
+    if hasattr(model, "reconstruct_output") and data.info.kind == "image":
+        x = data.test.x[:RECON_EXAMPLES].to(device)
+        recon = model.likelihood.mean(model.reconstruct_output(x))
+        paths["reconstructions"] = artefacts.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
     if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
         paths["samples_over_training"] = run_dir / OVER_TRAINING
     if hasattr(model, "figures"):
         paths.update(model.figures(run_dir, generator))
-    if hasattr(model, "reconstruct_output"):
-        x = data.test.x[:RECON_EXAMPLES].to(device)
-        recon = model.likelihood.mean(model.reconstruct_output(x))
-        paths["reconstructions"] = artefacts.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
     return paths
 
 
@@ -194,7 +192,7 @@ def record_memory_and_phases(recorder: RunRecorder, memory: measure.PeakMemory, 
 
 
 def backend_label(backends: dict[str, str]) -> str:
-    """'torch' when every op ran the reference (or none ran), else 'op=backend,...'."""
+    """'none' without kernel ops; the backend when all ops ran one; else 'op=backend,...'."""
     if not backends:
         return "none"
     values = set(backends.values())
@@ -205,8 +203,9 @@ def backend_label(backends: dict[str, str]) -> str:
 
 def run_snapshot(run: Run) -> dict:
     return {
-        "run": {k: v for k, v in dataclasses.asdict(run.config).items()},
+        "run": dataclasses.asdict(run.config),
         "model_options": dataclasses.asdict(run.model_options),
         "objective_options": dataclasses.asdict(run.objective_options),
+        "trainer_options": dataclasses.asdict(run.trainer_options),
         "device": str(run.device),
     }

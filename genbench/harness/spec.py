@@ -74,11 +74,12 @@ class Run:
     objective_label: str  # name + non-default objective options, then {non-default trainer options}
 
 
-def label(name: str, options: Any) -> str:
+def label(name: str, options: Any, brackets: str = "[]") -> str:
+    """name plus its non-default options, e.g. vae[arch=conv]."""
     changed = non_default_options(options)
     if not changed:
         return name
-    return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
+    return name + brackets[0] + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + brackets[1]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -116,11 +117,9 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
                                 "device")},
         "device": device.type,
     }
-    if config.trainer_options:  # kept out of the hash when empty so existing run ids stay valid
+    if non_default_options(trainer_options):  # out of the hash at defaults: earlier run ids stay valid
         identity["trainer_options"] = dataclasses.asdict(trainer_options)
-    trainer_changes = non_default_options(trainer_options)
-    objective_label = label(objective.name, objective_options) + (
-        "{" + ",".join(f"{k}={v}" for k, v in sorted(trainer_changes.items())) + "}" if trainer_changes else "")
+    objective_label = label(objective.name, objective_options) + label("", trainer_options, "{}")
     return Run(
         config=config, suite=suite, model_spec=spec, model_options=model_options,
         objective=objective, objective_options=objective_options, trainer_options=trainer_options,
@@ -131,14 +130,12 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
 
 def check_feature_extractor(config: RunConfig) -> None:
     """InceptionV3 needs a local weights file: say how to get one, never switch silently."""
-    from genbench.metrics.extractors import INCEPTION_HELP
+    from genbench.metrics.extractors import INCEPTION_HELP, wants_inception
 
-    wants_inception = config.feature_extractor == "inception-v3" or (
-        config.feature_extractor == "auto" and config.feature_weights)
     if config.feature_extractor == "genbench" and config.feature_weights:
         raise ConfigError("--feature-weights is for the inception-v3 extractor; drop it, or choose "
                           "--feature-extractor inception-v3.")
-    if wants_inception and not (config.feature_weights and Path(config.feature_weights).is_file()):
+    if wants_inception(config.feature_extractor, config.feature_weights) and not (config.feature_weights and Path(config.feature_weights).is_file()):
         where = f"not found at {config.feature_weights}" if config.feature_weights else "not given"
         raise ConfigError(f"InceptionV3 weights {where}. {INCEPTION_HELP}")
 

@@ -68,9 +68,9 @@ class EvalContext:
 
     @cached_property
     def extractor(self):
-        from genbench.metrics.extractors import classifier_for, inception
+        from genbench.metrics.extractors import classifier_for, inception, wants_inception
 
-        if self.feature_extractor == "inception-v3" or (self.feature_extractor == "auto" and self.feature_weights):
+        if wants_inception(self.feature_extractor, self.feature_weights):
             return inception(self.feature_weights or "")
         return classifier_for(self.dataset)
 
@@ -98,14 +98,23 @@ class EvalContext:
     @cached_property
     def prepared_test(self) -> torch.Tensor:
         """The test split as the model's likelihood sees it (fixed-seed noise)."""
-        generator = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
-        return self.model.likelihood.prepare(self.test_x, generator)
+        return self.model.likelihood.prepare(self.test_x, self.generator())
 
     def generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(EVAL_SEED)
 
     def batches(self, x: torch.Tensor):
         return x.split(self.batch_size)
+
+
+def flat_finite(x, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Features (N, F) or images (N, C, H, W) as a finite (N, D) CPU matrix, or ValueError."""
+    x = torch.as_tensor(x)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{name} must be features (N, F) or images (N, C, H, W); got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x.detach().to("cpu", dtype).reshape(x.shape[0], -1)  # (N, D)
 
 
 def applicable_metrics(model, info) -> list[Metric]:

@@ -33,6 +33,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from genbench.metrics.base import flat_finite
+
 C_REGULARISATION = 1.0
 MAX_ITER = 1000
 MIN_PER_CLASS = 10
@@ -58,12 +60,7 @@ class C2STResult:
 
 
 def _matrix(x, name: str) -> np.ndarray:
-    x = torch.as_tensor(x)
-    if x.ndim not in (2, 4):
-        raise ValueError(f"{name} must be features (N, F) or images (N, C, H, W); got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return x.detach().to("cpu", torch.float64).reshape(x.shape[0], -1).numpy()  # (N, F)
+    return flat_finite(x, name, torch.float64).numpy()  # (N, F)
 
 
 def c2st(real, generated, seed: int = 0, C: float = C_REGULARISATION, max_iter: int = MAX_ITER) -> C2STResult:

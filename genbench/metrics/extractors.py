@@ -29,6 +29,7 @@ images alike.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -268,6 +269,11 @@ def classifier_for(dataset, progress: bool = True) -> Extractor:
                      f"native {h}x{w}, {c} channel(s), no resize", None)
 
 
+def wants_inception(feature_extractor: str, feature_weights: str | None) -> bool:
+    """InceptionV3 when asked for by name, or by giving its weights with extractor "auto"."""
+    return feature_extractor == "inception-v3" or (feature_extractor == "auto" and bool(feature_weights))
+
+
 def inception(weights: str | Path) -> Extractor:
     path = Path(weights)
     if not path.is_file():
@@ -279,12 +285,14 @@ def inception(weights: str | Path) -> Extractor:
                      "torch-fidelity InceptionV3: resized to 299x299 (TF-compatible bilinear), grayscale repeated to RGB", 3)
 
 
-def build_module(extractor: Extractor, features: list[str], device: torch.device) -> FeatureExtractorBase:
-    """The torch-fidelity module for an Extractor, on `device`."""
+@functools.lru_cache(maxsize=4)
+def build_module(extractor: Extractor, features: tuple[str, ...], device: torch.device) -> FeatureExtractorBase:
+    """The torch-fidelity module for an Extractor, on `device` (loaded once per process;
+    frozen and in eval mode, so sharing it is safe)."""
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
     cls = FEATURE_EXTRACTORS_REGISTRY[extractor.name]
-    module = cls(extractor.name, features, feature_extractor_weights_path=str(extractor.weights_path), verbose=False)
+    module = cls(extractor.name, list(features), feature_extractor_weights_path=str(extractor.weights_path), verbose=False)
     return module.eval().requires_grad_(False).to(device)
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from genbench.metrics.base import flat_finite
+
 COPY_THRESHOLD = 0.1
 MAX_FLAGGED = 20
 CHUNK_ELEMENTS = 1 << 24  # distances held at once: 64 MB of float32
@@ -51,12 +53,7 @@ class MemorisationResult:
 
 
 def _flatten(x, name: str) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    if x.ndim not in (2, 4):
-        raise ValueError(f"{name} must be images (N, C, H, W) or features (N, F); got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return x.detach().to("cpu", torch.float32).reshape(x.shape[0], -1)  # (N, D)
+    return flat_finite(x, name)  # (N, D)
 
 
 def nearest_distances(queries: torch.Tensor, keys: torch.Tensor, exclude_self: bool = False):

@@ -60,7 +60,7 @@ def images_to_extractor_input(x: torch.Tensor, extractor: Extractor) -> torch.Te
 @torch.no_grad()
 def uint8_to_features(extractor: Extractor, u8: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
     """Features and logits of uint8 images, batched, returned on the CPU in float64."""
-    module = build_module(extractor, [extractor.feature_layer, extractor.logits_layer], device)
+    module = build_module(extractor, (extractor.feature_layer, extractor.logits_layer), device)
     parts: dict[str, list[torch.Tensor]] = {extractor.feature_layer: [], extractor.logits_layer: []}
     for batch in u8.split(FEATURE_BATCH):
         out = module.convert_features_tuple_to_dict(module(batch.to(device)))

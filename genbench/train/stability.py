@@ -29,6 +29,7 @@ from genbench.metrics.coverage import mode_coverage
 COLLAPSE_FID_MARGIN = 20.0
 SNAPSHOT_IMAGES = 8  # images per evaluation in the samples-over-training figure (one row each)
 SNAPSHOT_POINTS = 500
+OVER_TRAINING = "samples_over_training.png"  # the figure of those snapshots, in the run's folder
 
 
 class StabilityMonitor:
@@ -112,7 +113,7 @@ class StabilityMonitor:
 
         if not self.snapshots or self.ctx.run_dir is None:
             return
-        path = self.ctx.run_dir / "samples_over_training.png"
+        path = self.ctx.run_dir / OVER_TRAINING
         if self.points:
             save_point_panels(self.snapshots, self.ctx.data.test.x, path)
         else:
