@@ -19,6 +19,7 @@ final and best quality, the step of the first collapse (time to collapse), and
 
 from __future__ import annotations
 
+import functools
 import statistics
 
 import torch
@@ -35,7 +36,10 @@ OVER_TRAINING = "samples_over_training.png"  # the figure of those snapshots, in
 class StabilityMonitor:
     def __init__(self, ctx, every: int):
         self.ctx, self.every = ctx, every
-        self.points = ctx.data.info.kind == "points" and "modes" in ctx.data.info.extras
+        info = ctx.data.info
+        self.points = info.kind == "points"
+        # The quality signal the data supports: coverage needs known modes, FID images.
+        self.signal = "coverage" if "modes" in info.extras else ("fid" if info.kind == "image" else None)
         self.history: list[tuple[int, float]] = []  # (step, quality), higher is better
         self.window: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         self.collapse_step: int | None = None
@@ -55,6 +59,8 @@ class StabilityMonitor:
                 emit(f"stability/{key}_std", statistics.pstdev(values), "loss std over the interval", step)
             self.window[key] = []
         quality, name = self.quality(step)
+        if quality is None:  # no quality signal for this data (e.g. 2-D points without known modes)
+            return
         best = max((q for _, q in self.history), default=None)
         self.history.append((step, quality))
         collapsed = best is not None and self.collapsed(quality, best)
@@ -63,8 +69,8 @@ class StabilityMonitor:
         self.final_collapsed = collapsed
         emit("stability/collapsed", float(collapsed), "bool", step, rule=self.rule(), quality=name)
 
-    def quality(self, step: int) -> tuple[float, str]:
-        """Evaluate the current generator; returns a quality where higher is better."""
+    def quality(self, step: int) -> tuple[float | None, str | None]:
+        """Evaluate the current generator: (quality, higher is better; name), or (None, None)."""
         model, ctx = self.ctx.model, self.ctx
         n = ctx.trainer_options.eval_samples
         g = torch.Generator(device=ctx.device).manual_seed(ctx.config.seed + 7919)  # fixed noise every interval
@@ -73,38 +79,45 @@ class StabilityMonitor:
         with torch.no_grad():
             samples = model.sample(n, g, draw="sample").cpu()
         model.train(was_training)
-        self.snapshots.append((step, samples[:SNAPSHOT_IMAGES] if not self.points else samples[:SNAPSHOT_POINTS]))
-        if self.points:
+        self.snapshots.append((step, samples[:SNAPSHOT_POINTS] if self.points else samples[:SNAPSHOT_IMAGES]))
+        if self.signal is None:
+            return None, None
+        if self.signal == "coverage":
             extras = ctx.data.info.extras
             cov = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
             ctx.emit("stability/modes_captured", cov.modes_captured, f"modes of {cov.n_modes}", step, n_samples=n)
             ctx.emit("stability/high_quality_pct", cov.high_quality_pct, "%", step, n_samples=n)
             return float(cov.modes_captured), "modes_captured"
-        fid_kid = self.fid_kid(samples)
-        prov = {"n_generated": n, "extractor": self.extractor.name, "extractor_weights_hash": self.extractor.weights_hash}
+        extractor, reference = self.reference
+        fid_kid = self.fid_kid(samples, extractor, reference)
+        prov = {"n_generated": n, "extractor": extractor.name, "extractor_weights_hash": extractor.weights_hash}
         ctx.emit("stability/fid", fid_kid["fid"], "fid (genbench extractor)", step, **prov)
         ctx.emit("stability/kid", fid_kid["kid"], "kid (genbench extractor)", step, **prov)
         return -fid_kid["fid"], "fid"
 
-    def fid_kid(self, samples: torch.Tensor) -> dict[str, float]:
+    @functools.cached_property
+    def reference(self):
+        """(the genbench extractor, train-split features): made once, at the first evaluation."""
         from genbench.metrics.extractors import classifier_for
-        from genbench.metrics.quality import features_to_fid_kid, images_to_features, reference_features
+        from genbench.metrics.quality import reference_features
 
-        ctx = self.ctx
-        if not hasattr(self, "extractor"):
-            self.extractor = classifier_for(ctx.data)
-            self.reference = reference_features(ctx.data, "train", None, self.extractor, ctx.device)[0]
-        gen = images_to_features(samples, self.extractor, ctx.device)
-        return features_to_fid_kid(gen["features"], self.reference["features"], ctx.config.seed)
+        extractor = classifier_for(self.ctx.data)
+        return extractor, reference_features(self.ctx.data, "train", None, extractor, self.ctx.device)[0]
+
+    def fid_kid(self, samples: torch.Tensor, extractor, reference) -> dict[str, float]:
+        from genbench.metrics.quality import features_to_fid_kid, images_to_features
+
+        gen = images_to_features(samples, extractor, self.ctx.device)
+        return features_to_fid_kid(gen["features"], reference["features"], self.ctx.config.seed)
 
     def collapsed(self, quality: float, best: float) -> bool:
-        if self.points:
+        if self.signal == "coverage":
             return quality < best / 2
         fid, best_fid = -quality, -best
         return fid > 2 * best_fid and fid > best_fid + COLLAPSE_FID_MARGIN
 
     def rule(self) -> str:
-        return ("modes captured < half the best so far" if self.points
+        return ("modes captured < half the best so far" if self.signal == "coverage"
                 else f"FID > 2 x the best FID so far and > best + {COLLAPSE_FID_MARGIN:g}")
 
     def save_snapshots(self) -> None:
@@ -123,8 +136,8 @@ class StabilityMonitor:
         self.save_snapshots()
         emit = self.ctx.emit
         if self.history:
-            sign = 1.0 if self.points else -1.0
-            name = "modes_captured" if self.points else "fid"
+            sign = 1.0 if self.signal == "coverage" else -1.0
+            name = "modes_captured" if self.signal == "coverage" else "fid"
             emit(f"stability/final_{name}", sign * self.history[-1][1], name, None)
             emit(f"stability/best_{name}", sign * max(q for _, q in self.history), name, None)
         emit("stability/collapse_step", self.collapse_step, "step", None, rule=self.rule())

@@ -122,3 +122,17 @@ def test_dcgan_on_digits_lowers_fid_markedly(tmp_path):
                      model_options={"width": 32}, trainer_options={"eval_every": 20, "eval_samples": 500})
     fids = [r["value"] for r in records if r["metric"] == "stability/fid"]
     assert fids[-1] < 0.25 * fids[0], fids
+
+
+def test_gan_on_points_without_known_modes_trains_and_reports_no_quality(tmp_path):
+    """npz points carry no mode centres: stability records losses, not coverage or FID."""
+    import numpy as np
+
+    path = tmp_path / "points.npz"
+    np.savez(path, x=np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32))
+    last, records = run(tmp_path, dataset=f"npz:{path}", model_options=POINTS["model_options"], steps=20,
+                        trainer_options={"eval_every": 10})
+    assert last["run/diverged"]["value"] == 0.0
+    stability = {r["metric"] for r in records if r["metric"].startswith("stability/")}
+    assert "stability/d_loss_std" in stability and "stability/failed" in stability
+    assert not stability & {"stability/fid", "stability/modes_captured"}
