@@ -267,8 +267,9 @@ def artefact_section(frame: pd.DataFrame, out_dir: Path) -> str:
             f"![{name}]({rel(Path(first['source_dir']) / p, out_dir)})" for name, p in sorted(paths.items())
         )
         parts.append(f"**{group}** (seed {first['seed']}; {', '.join(sorted(paths))})\n\n{images}")
-    note = ("Image sample grids show the decoder mean; reconstruction grids alternate rows of "
-            "test images and their reconstructions; 2-D scatters show draws from p(x|z).\n\n")
+    note = ("Image sample grids show the decoder mean (likelihood models) or the generator's output "
+            "(GANs); reconstruction grids alternate rows of test images and their reconstructions; "
+            "2-D scatters show draws from the model.\n\n")
     return note + ("\n\n".join(parts) or "(no artefacts)")
 
 

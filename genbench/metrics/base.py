@@ -88,8 +88,11 @@ class EvalContext:
         return reference_features(self.dataset, "train", None, self.extractor, self.device)
 
     def sample_provenance(self) -> dict[str, Any]:
-        return {"n_generated": int(self.samples.shape[0]), "sample_seed": self.seed,
-                "samples": "decoder mean" if self.dataset.info.kind == "image" else "draws from p(x|z)"}
+        if not hasattr(self.model, "likelihood"):
+            what = "generator output"
+        else:
+            what = "decoder mean of p(x|z)" if self.dataset.info.kind == "image" else "draws from p(x|z)"
+        return {"n_generated": int(self.samples.shape[0]), "sample_seed": self.seed, "samples": what}
 
     @cached_property
     def test_x(self) -> torch.Tensor:
