@@ -12,6 +12,17 @@ harness and metrics use, when a model has them:
   sample(n, generator, draw)    n samples in the data's range: the decoder mean
                                 (draw="mean") or draws from p(x|z) (draw="sample")
   kernel_backends() -> dict     op name -> resolved backend that ran
+  importance_log_weights(x, k, generator) -> (k, B)
+                                log p(x, z_i) - log q(z_i | x): the IWAE estimator
+  variational_bound_nll(x) -> (B,)  an upper bound on -log p(x) in nats (no sampling)
+  representation(x) -> (B, d)   the deterministic code the representation metrics score
+                                (disentanglement, probes); `representation_kind` says
+                                what it is: "gaussian-mean" (mean of a Gaussian q(z|x):
+                                active units apply), "code" (a deterministic code),
+                                "categorical-probs", "pre-quantisation"
+  encode_latent(x) -> z, decode_latent(z) -> images in the data range
+                                for latent traversal and interpolation figures
+  figures(run_dir, generator) -> dict  extra model-specific artefacts
 """
 
 from __future__ import annotations

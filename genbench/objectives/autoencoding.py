@@ -32,7 +32,7 @@ class ElboOptions:
 
 
 @register_objective("recon", "autoencoder", ReconOptions, "reconstruction NLL under the decoder likelihood")
-def recon_loss(model, x: torch.Tensor, options: ReconOptions, generator) -> LossTerms:
+def recon_loss(model, x: torch.Tensor, options: ReconOptions, generator, step: int | None = None) -> LossTerms:
     target = model.likelihood.prepare(x, generator)
     nll = model.likelihood.nll(model.reconstruct_output(target), target)  # (B,)
     loss = nll.mean()
@@ -40,7 +40,7 @@ def recon_loss(model, x: torch.Tensor, options: ReconOptions, generator) -> Loss
 
 
 @register_objective("elbo", "vae", ElboOptions, "negative ELBO (Kingma & Welling 2014); beta, free bits options")
-def elbo_loss(model, x: torch.Tensor, options: ElboOptions, generator) -> LossTerms:
+def elbo_loss(model, x: torch.Tensor, options: ElboOptions, generator, step: int | None = None) -> LossTerms:
     target = model.likelihood.prepare(x, generator)
     recon_nll, kl, kl_objective = model.elbo_terms(
         target, generator, beta=options.beta, free_bits=options.free_bits

@@ -24,7 +24,9 @@ class Objective:
     name: str
     family: str  # model family this objective trains ("autoencoder", "vae", ...)
     options: type  # options dataclass
-    loss: Callable[[Any, torch.Tensor, Any, torch.Generator | None], LossTerms]
+    # loss(model, x, options, generator, step) -> LossTerms. step is the 1-based training
+    # step (for schedules: KL warm-up, temperature annealing), None outside training.
+    loss: Callable[[Any, torch.Tensor, Any, torch.Generator | None, int | None], LossTerms]
     summary: str  # one line, with the paper it comes from where it has one
 
 

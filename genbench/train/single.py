@@ -30,8 +30,9 @@ def global_grad_norm(model: torch.nn.Module) -> torch.Tensor:
 
 def train_single_objective(model, loss_fn: Callable, batches, run_config, device: torch.device,
                            log: Callable[[int, dict[str, float]], None], progress: bool = True) -> TrainOutcome:
-    """Train `model` for run_config.steps; `loss_fn(x)` returns the objective's LossTerms;
-    `log(step, scalars)` receives the logged scalars."""
+    """Train `model` for run_config.steps; `loss_fn(x, step)` returns the objective's
+    LossTerms (step counts from 1, for schedules such as KL warm-up or temperature
+    annealing); `log(step, scalars)` receives the logged scalars."""
     cfg = run_config
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
     amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
@@ -44,7 +45,7 @@ def train_single_objective(model, loss_fn: Callable, batches, run_config, device
         start = time.perf_counter()
         x = next(batches)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            terms = loss_fn(x)
+            terms = loss_fn(x, step)
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(terms["loss"]).backward()
         scaler.unscale_(optimiser)
@@ -81,7 +82,7 @@ def train_single(ctx) -> TrainOutcome:
     from genbench.train.batches import epoch_batches
 
     batches = epoch_batches(ctx.data.train.x.to(ctx.device), ctx.config.batch_size, ctx.generator)
-    loss_fn = lambda x: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator)  # noqa: E731
+    loss_fn = lambda x, step: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator, step)  # noqa: E731
     return train_single_objective(ctx.model, loss_fn, batches, ctx.config, ctx.device, ctx.log, ctx.progress)
 
 

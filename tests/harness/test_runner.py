@@ -63,7 +63,7 @@ def nan_objective():
     """An autoencoder objective whose loss turns NaN at step 5."""
     calls = {"n": 0}
 
-    def nan_at_five(model, x, options, generator):
+    def nan_at_five(model, x, options, generator, step=None):
         calls["n"] += 1
         terms = recon_loss(model, x, options, generator)
         if calls["n"] >= 5:

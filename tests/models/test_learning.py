@@ -35,7 +35,7 @@ def train(model_name, steps, **model_options):
     generator = torch.Generator().manual_seed(0)
     batches = epoch_batches(data.train.x, 64, generator)
     outcome = train_single_objective(
-        model, lambda x: run.objective.loss(model, x, run.objective_options, generator),
+        model, lambda x, step: run.objective.loss(model, x, run.objective_options, generator, step),
         batches, run.config, torch.device("cpu"), log=lambda step, scalars: None, progress=False)
     assert not outcome.diverged
     return before, held_out(model, data)
