@@ -55,15 +55,29 @@ class Autoencoder(nn.Module):
         self.register_buffer("code_mean", torch.zeros(options.latent_dim))
         self.register_buffer("code_scale_tril", torch.eye(options.latent_dim))
 
+    representation_kind = "code"
+
     def kernel_backends(self) -> dict[str, str]:
         return {}
 
+    def encode_code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)  # (B, latent)
+
     def reconstruct_output(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encode_code(x))
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_code(x)
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_code(x)
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def prepare_sampling(self, train_x: torch.Tensor, batch_size: int = 512) -> None:
-        codes = torch.cat([self.encoder(b) for b in train_x.split(batch_size)])  # (N, latent)
+        codes = torch.cat([self.encode_code(b) for b in train_x.split(batch_size)])  # (N, latent)
         cov = torch.cov(codes.T.double()) + 1e-6 * torch.eye(codes.shape[1], dtype=torch.float64, device=codes.device)
         self.code_mean.copy_(codes.mean(0))
         self.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
@@ -73,3 +87,21 @@ class Autoencoder(nn.Module):
         eps = torch.randn(n, self.code_mean.numel(), generator=generator, device=self.code_mean.device)
         z = self.code_mean + eps @ self.code_scale_tril.T  # (n, latent)
         return self.likelihood.decode(self.decoder(z), draw, generator)
+
+
+@dataclass(frozen=True)
+class SparseAutoencoderOptions(AutoencoderOptions):
+    latent_dim: int = 64  # sigmoid code units (over-complete codes are the usual setting)
+
+
+@register_model("sparse-ae", "sparse-autoencoder", SparseAutoencoderOptions, "sparse",
+                "sparse autoencoder: sigmoid code units pulled to mean activation rho (Ng 2011)")
+class SparseAutoencoder(Autoencoder):
+    """The autoencoder with sigmoid code units, whose mean activations the `sparse`
+    objective pulls towards rho; the code is the representation and the sampling prior's
+    space (a Gaussian fitted to the codes, as for `ae`)."""
+
+    representation_kind = "code"
+
+    def encode_code(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.encoder(x))  # (B, units) in (0, 1)

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genbench.baselines.reparam_kl import LOGVAR_LIMIT
 from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.autoencoder import AutoencoderOptions, make_likelihood
 from genbench.models.base import register_model
@@ -81,8 +82,10 @@ class VAE(nn.Module):
         """
         mu, logvar = self.encode(x)  # (B, latent) each
         eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)  # (k, B, latent)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, latent)
-        log_q = standard_normal_log_prob(eps).sum(-1) - 0.5 * logvar.sum(-1)  # (k, B)
+        # z through the fused op (its KL output is unused: IWAE needs log q and log p(z) per draw).
+        mu_k, logvar_k = (t.expand(k, *t.shape).flatten(0, 1) for t in (mu, logvar))  # (k*B, latent)
+        z = reparameterize_kl(mu_k, logvar_k, eps.flatten(0, 1), backend=self.backend)[0].view(eps.shape)
+        log_q = standard_normal_log_prob(eps).sum(-1) - 0.5 * logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT).sum(-1)  # (k, B)
         log_prior = standard_normal_log_prob(z).sum(-1)  # (k, B)
         out = self.decoder(z.flatten(0, 1))  # (k*B, ...)
         target = x.expand(k, *x.shape).flatten(0, 1)
@@ -92,6 +95,17 @@ class VAE(nn.Module):
     def reconstruct_output(self, x: torch.Tensor) -> torch.Tensor:
         mu, _ = self.encode(x)
         return self.decoder(mu)
+
+    representation_kind = "gaussian-mean"
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]  # (B, latent): the mean of q(z|x)
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, draw: str = "mean") -> torch.Tensor:

@@ -25,8 +25,9 @@ def held_out(model, data) -> dict[str, float]:
     return values
 
 
-def train(model_name, steps, **model_options):
-    run = resolve(run_config({"model": model_name, "device": "cpu", "steps": steps,
+def train(model_name, steps, objective=None, objective_options=None, **model_options):
+    run = resolve(run_config({"model": model_name, "device": "cpu", "steps": steps, "objective": objective,
+                              "objective_options": objective_options or {},
                               "model_options": model_options}, "test"))
     data = load_dataset("digits")
     torch.manual_seed(0)
@@ -58,3 +59,18 @@ def test_gaussian_conv_vae_bits_per_dim_improves():
 def test_autoencoder_reconstruction_improves():
     before, after = train("ae", 300)
     assert after["test/recon_mse"] < 0.3 * before["test/recon_mse"]
+
+
+def test_denoising_autoencoder_reconstruction_improves():
+    before, after = train("ae", 300, objective="denoise", objective_options={"corruption": "mask", "level": 0.3})
+    assert after["test/recon_mse"] < 0.3 * before["test/recon_mse"]
+
+
+def test_sparse_autoencoder_reconstruction_improves():
+    before, after = train("sparse-ae", 300)
+    assert after["test/recon_nll"] < before["test/recon_nll"] - 50
+
+
+def test_iwae_bound_on_held_out_digits_improves_markedly():
+    before, after = train("vae", 300, objective="iwae", objective_options={"k": 5})
+    assert after["test/elbo"] > before["test/elbo"] + 50
