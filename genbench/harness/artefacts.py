@@ -90,3 +90,49 @@ def save_point_panels(snapshots: list[tuple[int, torch.Tensor]], reference: torc
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+TRAVERSAL_STEPS = 9  # values per traversed latent dimension
+TRAVERSAL_MAX_DIMS = 12  # traverse at most this many dims (the most variable over the test data)
+INTERPOLATION_PAIRS = 6
+INTERPOLATION_STEPS = 10
+ENCODED_FOR_RANGES = 1000  # test examples encoded to find each dim's range
+
+
+@torch.no_grad()
+def latent_figures(model, test_x: torch.Tensor, run_dir: Path) -> dict[str, Path]:
+    """Latent traversal and interpolation grids for a model with encode_latent/decode_latent.
+
+    Traversal (continuous latents only): one row per latent dimension -- all of them when
+    there are at most TRAVERSAL_MAX_DIMS, else the most variable ones over the test data --
+    each row moving that dimension of the first test example's encoding over the 5%..95%
+    quantiles of its values on the test data, the others held fixed. Interpolation: rows of
+    linear interpolations between the encodings of test-example pairs (ends included).
+    """
+    x = test_x[:ENCODED_FOR_RANGES]
+    z = model.encode_latent(x)  # (N, *latent)
+    flat = z.flatten(1)  # (N, d)
+    paths = {"interpolation": save_image_grid(interpolations(model, z), run_dir / "interpolation.png",
+                                              INTERPOLATION_STEPS)}
+    if getattr(model, "representation_kind", "code") != "categorical-probs":
+        paths["traversal"] = save_image_grid(traversals(model, flat, z.shape[1:]), run_dir / "traversal.png",
+                                             TRAVERSAL_STEPS)
+    return paths
+
+
+def traversals(model, flat: torch.Tensor, latent_shape: torch.Size) -> torch.Tensor:
+    spread = flat.var(0)  # (d,)
+    dims = spread.argsort(descending=True)[:TRAVERSAL_MAX_DIMS]
+    lo, hi = torch.quantile(flat[:, dims], 0.05, dim=0), torch.quantile(flat[:, dims], 0.95, dim=0)  # (m,)
+    t = torch.linspace(0, 1, TRAVERSAL_STEPS, device=flat.device)  # (S,)
+    rows = flat[0].expand(len(dims), TRAVERSAL_STEPS, -1).clone()  # (m, S, d)
+    rows[torch.arange(len(dims)), :, dims] = lo[:, None] + (hi - lo)[:, None] * t  # (m, S)
+    return model.decode_latent(rows.flatten(0, 1).view(-1, *latent_shape))  # (m*S, C, H, W)
+
+
+def interpolations(model, z: torch.Tensor) -> torch.Tensor:
+    pairs = min(INTERPOLATION_PAIRS, z.shape[0] // 2)
+    a, b = z[:pairs], z[pairs:2 * pairs]  # (P, *latent) each
+    t = torch.linspace(0, 1, INTERPOLATION_STEPS, device=z.device).view(1, -1, *[1] * (z.ndim - 1))
+    path = a[:, None] + (b - a)[:, None] * t  # (P, S, *latent)
+    return model.decode_latent(path.flatten(0, 1))  # (P*S, C, H, W)

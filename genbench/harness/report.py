@@ -54,6 +54,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         "## Runs\n\n" + status_table(final),
         "## Results\n\n" + metric_sections(final),
         "## Distributions over seeds\n\n" + distribution_figures(final, figures, out_dir),
+        "## Rate and distortion\n\n" + rate_distortion_section(final, figures, out_dir),
         "## Stability\n\n" + stability_table(final),
         "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
         "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
@@ -152,6 +153,45 @@ def distribution_figures(final: pd.DataFrame, figures: Path, out_dir: Path) -> s
         path = save_figure(fig, figures / f"distribution-{json_hash(dataset)}.png")
         parts.append(f"**{dataset}**: `{metric}`, every seed a dot\n\n![distribution]({rel(path, out_dir)})")
     return "\n\n".join(parts) or "(no headline metric recorded)"
+
+
+RATE, DISTORTION = "test/kl", "test/elbo_recon_nll"
+
+
+def rate_distortion_section(final: pd.DataFrame, figures: Path, out_dir: Path) -> str:
+    """Rate (KL, nats) against distortion (reconstruction NLL, nats) per model and dataset,
+    one point per objective setting (e.g. a sweep of beta), mean over seeds with the
+    seeds' spread as error bars (Alemi et al. 2018, "Fixing a Broken ELBO")."""
+    rd = final[final["metric"].isin([RATE, DISTORTION])]
+    if rd.empty:
+        return "(no run recorded a KL and a reconstruction term)"
+    values = rd.pivot_table(index=["model", "dataset", "objective", "run_id"], columns="metric",
+                            values="value").dropna().reset_index()
+    parts = []
+    for (model, dataset), runs in values.groupby(["model", "dataset"], sort=True):
+        stats = runs.groupby("objective")[[RATE, DISTORTION]].agg(["mean", "std", "count"])
+        if len(stats) < 2:
+            continue
+        stats = stats.sort_values((RATE, "mean"))
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for objective, row in stats.iterrows():
+            ax.errorbar(row[(RATE, "mean")], row[(DISTORTION, "mean")], xerr=row[(RATE, "std")],
+                        yerr=row[(DISTORTION, "std")], fmt="o", capsize=2)
+            ax.annotate(objective, (row[(RATE, "mean")], row[(DISTORTION, "mean")]), fontsize=6)
+        ax.plot(stats[(RATE, "mean")], stats[(DISTORTION, "mean")], lw=0.8, color="grey")
+        ax.set_xlabel("rate: KL(q(z|x) || p(z)), nats")
+        ax.set_ylabel("distortion: -log p(x|z), nats")
+        ax.set_title(f"{model} on {dataset}", fontsize=9)
+        path = save_figure(fig, figures / f"rate-distortion-{json_hash([model, dataset])}.png")
+        rows = [{"objective": obj, "rate (KL nats)": mean_std(runs[runs["objective"] == obj][RATE]),
+                 "distortion (recon NLL nats)": mean_std(runs[runs["objective"] == obj][DISTORTION])}
+                for obj in stats.index]
+        table = tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False)
+        parts.append(f"**{model} on {dataset}**\n\n{table}\n\n![rate-distortion]({rel(path, out_dir)})")
+    note = ("Test-split terms of the single-sample ELBO (metric `elbo`): rate = KL, distortion = "
+            "reconstruction NLL; their sum is -ELBO. Shown where one model and dataset were trained "
+            "under two or more objective settings.\n\n")
+    return note + ("\n\n".join(parts) or "(no model was trained under more than one objective setting)")
 
 
 def stability_table(final: pd.DataFrame) -> str:
@@ -269,7 +309,9 @@ def artefact_section(frame: pd.DataFrame, out_dir: Path) -> str:
         parts.append(f"**{group}** (seed {first['seed']}; {', '.join(sorted(paths))})\n\n{images}")
     note = ("Image sample grids show the decoder mean (likelihood models) or the generator's output "
             "(GANs); reconstruction grids alternate rows of test images and their reconstructions; "
-            "2-D scatters show draws from the model.\n\n")
+            "traversal grids move one latent dimension per row over its 5-95% range on the test data "
+            "(the most variable dimensions, at most 12); interpolation grids decode straight lines "
+            "between the encodings of test pairs; 2-D scatters show draws from the model.\n\n")
     return note + ("\n\n".join(parts) or "(no artefacts)")
 
 

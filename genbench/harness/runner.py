@@ -179,6 +179,8 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
         paths["reconstructions"] = artefacts.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
     if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
         paths["samples_over_training"] = run_dir / OVER_TRAINING
+    if hasattr(model, "encode_latent") and data.info.kind == "image":
+        paths.update(artefacts.latent_figures(model, data.test.x.to(device), run_dir))
     if hasattr(model, "figures"):
         paths.update(model.figures(run_dir, generator))
     return paths
