@@ -68,5 +68,6 @@ def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
 
 
 from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
+from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
 
-__all__ = ["BACKENDS", "KernelOp", "dispatch", "resolve_backend", "reparameterize_kl"]
+__all__ = ["BACKENDS", "KernelOp", "dispatch", "resolve_backend", "reparameterize_kl", "vq_nearest"]

@@ -24,7 +24,7 @@ from tabulate import tabulate
 
 from genbench.errors import GenbenchError
 from genbench.harness.store import RESULTS_FILE, append_records, read_records
-from genbench.kernelbench import reparam_kl  # noqa: F401  (registers the op's benchmark)
+from genbench.kernelbench import reparam_kl, vq  # noqa: F401  (register the ops' benchmarks)
 from genbench.kernelbench.base import BENCHES, MODES
 
 CONVENTIONS = (
@@ -32,7 +32,10 @@ CONVENTIONS = (
     "`graph µs` is do_bench_cudagraph (hot cache), taken for kernels under 20 µs. "
     "GB/s from the bytes the op must move; `%copy` = that over the device-to-device copy "
     "bandwidth measured in the same run. `vs eager`/`vs compile` = their time / triton's time "
-    "(> 1: triton faster). Peak memory: max_memory_allocated over one forward+backward."
+    "(> 1: triton faster). Peak memory: max_memory_allocated over one forward+backward "
+    "(forward-only ops: one forward). Ops with a FLOP count also show TFLOP/s from useful "
+    "FLOPs only and `%peak` = that over torch.matmul (8192^3, the case's dtype; fp32 without "
+    "TF32) measured in the same run; a `failed:` time is a provider that errored (e.g. out of memory)."
 )
 
 
@@ -86,15 +89,22 @@ def timing_table(records: list[dict[str, Any]]) -> str:
                "median µs": f"{1e3 * r['value']:.1f}", "[q20, q80] µs": f"[{1e3 * p['q20_ms']:.1f}, {1e3 * p['q80_ms']:.1f}]",
                "graph µs": f"{1e3 * p['cudagraph_ms']:.1f}" if p.get("cudagraph_ms") else "",
                "GB/s": f"{p['bytes'] / (r['value'] * 1e-3) / 1e9:.0f}", "%copy": f"{100 * p['fraction_of_copy_bw']:.0f}"}
+        if p.get("flops"):  # ops that declare a FLOP count
+            tflops = p["flops"] / (r["value"] * 1e-3) / 1e12
+            row["TFLOP/s"] = f"{tflops:.1f}"
+            row["%peak"] = f"{100 * tflops / p['matmul_peak_tflops']:.0f}" if p.get("matmul_peak_tflops") else ""
         if r["objective"] == "triton":
             for base in ("eager", "compile"):
                 row[f"vs {base}"] = f"{same[base] / r['value']:.2f}x" if base in same else ""
         rows.append(row)
-    peak = frame[frame["metric"] == "fwd_bwd/peak_memory"]
-    mem = {(r["model"], r["dataset"], r["objective"]): r["value"] for _, r in peak.iterrows()}
+    # Peak memory is recorded for one mode per op (fwd_bwd, or fwd for forward-only ops).
+    peak = frame[frame["metric"].str.endswith("/peak_memory")]
+    mem = {(r["model"], r["dataset"], r["objective"], r["metric"].removesuffix("/peak_memory")): r["value"]
+           for _, r in peak.iterrows()}
     for row in rows:
-        if row["mode"] == "fwd_bwd":
-            peak = mem.get((row["op"], row["case"], row["provider"]))
+        key = (row["op"], row["case"], row["provider"], row["mode"])
+        if key in mem or row["mode"] == "fwd_bwd":
+            peak = mem.get(key)
             row["peak MiB"] = "" if peak is None or pd.isna(peak) else f"{peak / 2**20:.1f}"
     return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
@@ -146,7 +156,9 @@ def run_checks(ops: list[str] | None) -> tuple[str, bool]:
     """Correctness-only: each op's kernel vs reference (interpreter on CPU)."""
     rows = [row for bench in select(ops) for row in bench.check()]
     ok = all(r["ok"] for r in rows)
-    return tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ok
+    frame = pd.DataFrame(rows).fillna("")  # ops name their error columns differently
+    frame = frame[[c for c in frame.columns if c != "ok"] + ["ok"]]
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ok
 
 
 __all__ = ["BENCHES", "MODES", "compare_timings", "run_benchmarks", "run_checks", "save_baseline", "timing_table"]

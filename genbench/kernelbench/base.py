@@ -7,12 +7,18 @@ Conventions (printed with every table):
 - GB/s from the bytes the op must move (inputs read + outputs written, counted
   analytically per op), and as a fraction of the device-to-device copy bandwidth
   measured in the same process.
-- Peak memory: torch.cuda.max_memory_allocated during one forward+backward, above what
-  was allocated before it.
+- TFLOP/s (ops that declare `flops`): useful FLOPs only, counted analytically per op,
+  and as a fraction of the matmul peak measured in the same process: torch.matmul of two
+  8192 x 8192 matrices in the case's dtype (fp16/bf16: tensor cores; fp32: under torch's
+  TF32 setting, off by default, so the fp32 SIMT peak), cached per dtype.
+- Peak memory: torch.cuda.max_memory_allocated during one run of the op's last mode
+  (forward+backward by default; forward for forward-only ops), above what was allocated
+  before it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +33,7 @@ MODES = ("fwd", "bwd", "fwd_bwd")
 QUANTILES = [0.5, 0.2, 0.8]
 CUDAGRAPH_BELOW_MS = 0.020  # also time kernels faster than this with CUDA graphs
 COPY_BYTES = 1 << 29  # 512 MiB source buffer for the copy-bandwidth peak
+MATMUL_PEAK_SIZE = 8192  # square matmul timed for the compute peak
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,19 @@ class Case:
 
 @dataclass
 class Workload:
-    """Callables timing one provider on one case; backward reuses one retained graph."""
+    """Callables timing one provider on one case; backward reuses one retained graph.
+    Forward-only ops (OpBench.modes == ("fwd",)) leave backward and forward_backward None."""
 
     forward: Callable[[], Any]
-    backward: Callable[[], Any]
-    forward_backward: Callable[[], Any]
+    backward: Callable[[], Any] | None = None
+    forward_backward: Callable[[], Any] | None = None
     grad_to_none: list[torch.Tensor] = field(default_factory=list)
 
     def by_mode(self, mode: str) -> Callable[[], Any]:
-        return {"fwd": self.forward, "bwd": self.backward, "fwd_bwd": self.forward_backward}[mode]
+        fn = {"fwd": self.forward, "bwd": self.backward, "fwd_bwd": self.forward_backward}[mode]
+        if fn is None:
+            raise ValueError(f"this workload has no {mode!r} callable; declare the op's modes in its OpBench")
+        return fn
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,13 @@ class OpBench:
     bytes_moved: Callable[[Case, str], int]  # case, mode -> bytes that must move
     check: Callable[[], list[dict[str, Any]]]  # interpreter correctness rows (CPU)
     baseline_providers: tuple[str, ...] = ("eager", "compile")  # ratios are ours / these
+    modes: tuple[str, ...] = MODES  # what the op has: ("fwd",) for a forward-only op
+    flops: Callable[[Case, str], int] | None = None  # case, mode -> useful FLOPs (TFLOP/s columns)
+
+    @property
+    def peak_memory_mode(self) -> str:
+        """The mode whose peak memory is recorded: forward+backward where the op has it."""
+        return "fwd_bwd" if "fwd_bwd" in self.modes else self.modes[-1]
 
 
 BENCHES: Registry[OpBench] = Registry("kernel benchmarks")
@@ -98,21 +116,42 @@ def copy_bandwidth_gbps(device: torch.device) -> float:
     return 2 * COPY_BYTES / (ms * 1e-3) / 1e9
 
 
-def peak_memory_bytes(workload: Workload, device: torch.device) -> int:
+@functools.cache
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """TFLOP/s of torch.matmul on two MATMUL_PEAK_SIZE^2 matrices in `dtype` (do_bench median)."""
+    n = MATMUL_PEAK_SIZE
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    ms = time_ms(lambda: torch.matmul(a, b), [])["median"]
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def peak_memory_bytes(workload: Workload, device: torch.device, mode: str = "fwd_bwd") -> int:
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    workload.forward_backward()
+    workload.by_mode(mode)()
     torch.cuda.synchronize(device)
     return int(torch.cuda.max_memory_allocated(device) - before)
+
+
+def compute_provenance(prov: dict, flops: int, ms: float, peak: float) -> float:
+    """Add FLOPs, TFLOP/s and the fraction of the same-dtype matmul peak to prov; return TFLOP/s."""
+    tflops = flops / (ms * 1e-3) / 1e12
+    prov.update({"flops": flops, "tflops": tflops, "matmul_peak_tflops": peak,
+                 "fraction_of_matmul_peak": tflops / peak,
+                 "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32)})
+    return tflops
 
 
 def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=lambda s: None) -> list[dict]:
     """Time every case x provider x mode of one op; return result records."""
     copy_gbps = copy_bandwidth_gbps(device)
     env = environment_fields(device)
+    cases = bench.cases()
+    # Peaks first, while the device is empty (cached per dtype across ops).
+    peaks = {c.dtype: matmul_peak_tflops(device, c.dtype) for c in cases} if bench.flops else {}
     records = []
-    for case in bench.cases():
+    for case in cases:
         for provider, build in bench.providers.items():
             progress(f"{bench.op} {case.label} {case.dtype_name} {provider}")
             workload = build(case)
@@ -120,7 +159,7 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                       "attempt": attempt, "suite": "kernels", "model": bench.op, "objective": provider,
                       "dataset": f"{case.label},{case.dtype_name}", "seed": 0, "backend": provider,
                       "precision": case.dtype_name}
-            for mode in MODES:
+            for mode in bench.modes:
                 try:
                     t = time_ms(workload.by_mode(mode), workload.grad_to_none)
                 except Exception as exc:  # recorded as a failed measurement, never dropped
@@ -134,12 +173,20 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                         "method": "triton.testing.do_bench, cold L2, median"}
                 if t["median"] < CUDAGRAPH_BELOW_MS:
                     prov["cudagraph_ms"], prov["cudagraph_error"] = cudagraph_ms(workload.by_mode(mode))
+                tflops = None
+                if bench.flops is not None:
+                    tflops = compute_provenance(prov, bench.flops(case, mode), t["median"], peaks[case.dtype])
                 records.append(make_record(common, f"{mode}/time", t["median"], "ms", None, prov))
                 records.append(make_record(common, f"{mode}/bandwidth", gbps, "GB/s", None, prov))
+                if tflops is not None:
+                    records.append(make_record(common, f"{mode}/throughput", tflops, "TFLOP/s", None, prov))
+            peak_mode = bench.peak_memory_mode
             try:
-                peak, prov = peak_memory_bytes(workload, device), {"measured": "max_memory_allocated above baseline"}
+                peak = peak_memory_bytes(workload, device, peak_mode)
+                prov = {"measured": "max_memory_allocated above baseline"}
             except Exception as exc:
                 peak, prov = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            records.append(make_record(common, "fwd_bwd/peak_memory", peak, "bytes", None, prov))
+            records.append(make_record(common, f"{peak_mode}/peak_memory", peak, "bytes", None, prov))
             del workload
+            torch.cuda.empty_cache()  # a provider that ran out of memory leaves the next one room
     return records

@@ -99,3 +99,99 @@ def test_check_mode_compares_kernels_with_references(capsys):
     assert main(["kernels", "--check"]) == 0
     out = capsys.readouterr().out
     assert "reparam_kl" in out and "False" not in out
+
+
+# ----------------------------------------------------------------------------- vq_nearest
+
+
+def vq_record(provider, ms, case="N=8192,K=512,D=64,bf16", metric="time", mode="fwd", peak_tflops=800.0):
+    """A forward-only record with a FLOP count, as bench_records writes for vq_nearest."""
+    r = record(provider, mode, ms, case=case, metric=metric)
+    r["model"], r["precision"] = "vq_nearest", "bf16"
+    if metric == "time":
+        r["provenance"].update({"flops": 2 * 8192 * 512 * 64, "matmul_peak_tflops": peak_tflops})
+    return r
+
+
+def test_vq_bench_is_registered_forward_only_with_flops_and_its_check_passes():
+    from genbench.kernelbench import BENCHES
+    from genbench.kernelbench.vq import OOM_SHAPE, cases, flops
+
+    bench = BENCHES.get("vq_nearest")
+    assert bench.modes == ("fwd",) and bench.peak_memory_mode == "fwd"
+    assert set(bench.providers) == {"triton", "eager", "compile"}
+    assert flops(Case({"N": 10, "K": 3, "D": 4}, torch.float32), "fwd") == 2 * 10 * 3 * 4
+    assert bench.bytes_moved(Case({"N": 10, "K": 3, "D": 4}, torch.bfloat16), "fwd") == (10 + 3) * 4 * 2 + 8 * 10
+    n, k, _ = OOM_SHAPE
+    assert any(c.shape["N"] * c.shape["K"] * 4 > 80 * 2**30 for c in cases())  # eager cannot fit it
+    assert n * k * 4 > 200 * 2**30
+    rows = bench.check()
+    assert rows and all(r["ok"] for r in rows), rows
+
+
+def test_reparam_bench_keeps_its_three_modes_and_no_flops():
+    from genbench.kernelbench import BENCHES
+
+    bench = BENCHES.get("reparam_kl")
+    assert bench.modes == ("fwd", "bwd", "fwd_bwd") and bench.flops is None
+    assert bench.peak_memory_mode == "fwd_bwd"
+
+
+def test_timing_table_shows_tflops_and_fraction_of_matmul_peak():
+    records = [vq_record("triton", 0.001), vq_record("eager", 0.010),
+               vq_record("triton", 5 * 2**20 / 2**20, metric="peak_memory")]
+    table = timing_table(records)
+    header = table.splitlines()[0]
+    assert "TFLOP/s" in header and "%peak" in header
+    triton_row = next(line for line in table.splitlines() if "| triton" in line)
+    tflops = 2 * 8192 * 512 * 64 / 1e-6 / 1e12  # 536.9
+    assert f"{tflops:.1f}" in triton_row and f"| {100 * tflops / 800:.0f} " in triton_row
+    assert "10.00x" in triton_row  # vs eager
+    assert "5.0" in triton_row.split("|")[-2]  # peak MiB on the fwd row of a forward-only op
+
+
+def test_timing_table_without_flops_has_no_tflops_columns():
+    table = timing_table([record("triton", "fwd", 0.01), record("eager", "fwd", 0.02)])
+    assert "TFLOP/s" not in table and "%peak" not in table
+
+
+def test_out_of_memory_provider_shows_failed_and_no_ratio():
+    oom = vq_record("eager", 0.0, case="N=4194304,K=16384,D=64,bf16")
+    oom["value"], oom["provenance"] = None, {"error": "OutOfMemoryError: CUDA out of memory. Tried to allocate 256.00 GiB"}
+    table = timing_table([vq_record("triton", 20.0, case="N=4194304,K=16384,D=64,bf16"), oom])
+    assert "failed: OutOfMemoryError: CUDA out of memory" in table
+    triton_row = next(line for line in table.splitlines() if "| triton" in line)
+    assert "x |" not in triton_row
+
+
+def test_bench_records_for_a_forward_only_op_with_flops(monkeypatch):
+    """bench_records' record logic, with the CUDA measurements replaced by constants."""
+    from genbench.kernelbench import base
+
+    monkeypatch.setattr(base, "copy_bandwidth_gbps", lambda device: 3000.0)
+    monkeypatch.setattr(base, "matmul_peak_tflops", lambda device, dtype: 800.0)
+    monkeypatch.setattr(base, "time_ms", lambda fn, g: (fn(), {"median": 0.5, "q20": 0.4, "q80": 0.6})[1])
+    monkeypatch.setattr(base, "peak_memory_bytes", lambda w, device, mode: (w.by_mode(mode)(), 1024)[1])
+    monkeypatch.setattr(base.torch.cuda, "empty_cache", lambda: None)
+    ran = []
+
+    def failing(case):
+        def forward():
+            raise RuntimeError("out of memory")
+        return base.Workload(forward=forward)
+
+    bench = base.OpBench(op="toy", cases=lambda: [Case({"N": 4}, torch.float32)],
+                         providers={"triton": lambda c: base.Workload(forward=lambda: ran.append(1)),
+                                    "eager": failing},
+                         bytes_moved=lambda c, m: 1000, check=list, modes=("fwd",),
+                         flops=lambda c, m: 10**9)
+    records = base.bench_records(bench, torch.device("cpu"), "a")
+    by = {(r["objective"], r["metric"]): r for r in records}
+    assert set(by) == {("triton", "fwd/time"), ("triton", "fwd/bandwidth"), ("triton", "fwd/throughput"),
+                       ("triton", "fwd/peak_memory"), ("eager", "fwd/time"), ("eager", "fwd/peak_memory")}
+    assert by[("triton", "fwd/throughput")]["value"] == pytest.approx(2.0)  # 1e9 FLOP in 0.5 ms
+    assert by[("triton", "fwd/time")]["provenance"]["fraction_of_matmul_peak"] == pytest.approx(2.0 / 800)
+    assert by[("eager", "fwd/time")]["value"] is None and "out of memory" in by[("eager", "fwd/time")]["provenance"]["error"]
+    assert by[("eager", "fwd/peak_memory")]["value"] is None
+    for r in records:
+        validate_record(r)
