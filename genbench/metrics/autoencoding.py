@@ -31,11 +31,11 @@ def reconstruction(ctx: EvalContext) -> list[MetricValue]:
         sq_err.append(diff.flatten(1).pow(2).mean(1))  # (B,)
         nll.append(lik.nll(out, target))  # (B,)
     prov = {"n_examples": int(ctx.prepared_test.shape[0]), "split": "test", "convention": lik.convention()}
-    return [
-        MetricValue("test/recon_mse", float(torch.cat(sq_err).mean()),
-                    "mse/dim ([-1,1] scale)" if ctx.dataset.info.kind == "image" else "mse/dim", prov),
-        MetricValue("test/recon_nll", float(torch.cat(nll).mean()), "nats/example", prov),
-    ]
+    values = [MetricValue("test/recon_mse", float(torch.cat(sq_err).mean()),
+                          "mse/dim ([-1,1] scale)" if ctx.dataset.info.kind == "image" else "mse/dim", prov)]
+    if not getattr(model, "nominal_likelihood", False):  # a nominal likelihood's NLL is no likelihood
+        values.append(MetricValue("test/recon_nll", float(torch.cat(nll).mean()), "nats/example", prov))
+    return values
 
 
 @register_metric("elbo", _has("elbo_terms", "likelihood"),

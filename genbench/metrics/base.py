@@ -88,7 +88,9 @@ class EvalContext:
         return reference_features(self.dataset, "train", None, self.extractor, self.device)
 
     def sample_provenance(self) -> dict[str, Any]:
-        if not hasattr(self.model, "likelihood"):
+        if hasattr(self.model, "sample_description"):
+            what = self.model.sample_description
+        elif not hasattr(self.model, "likelihood"):
             what = "generator output"
         else:
             what = "decoder mean of p(x|z)" if self.dataset.info.kind == "image" else "draws from p(x|z)"

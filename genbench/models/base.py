@@ -23,6 +23,9 @@ harness and metrics use, when a model has them:
   encode_latent(x) -> z, decode_latent(z) -> images in the data range
                                 for latent traversal and interpolation figures
   figures(run_dir, generator) -> dict  extra model-specific artefacts
+  sample_description: str       what sample() returns, where "decoder mean of p(x|z)" is wrong
+  nominal_likelihood: bool      True when `likelihood` only serves pixel-space reconstruction
+                                error (VAE-GAN): no reconstruction NLL is reported
 """
 
 from __future__ import annotations

@@ -261,6 +261,7 @@ def ema_update(count: torch.Tensor, total: torch.Tensor, vectors: torch.Tensor, 
                 "and dead-code revival options; uniform prior over codes",
                 kernel_ops=("vq_nearest",))
 class VQVAE(nn.Module):
+    sample_description = "decoder mean of p(x|z), codes drawn from a uniform prior"
     representation_kind = "pre-quantisation"
 
     def __init__(self, options: VQVAEOptions, data_info, backend: str = "auto", objective=None):
