@@ -27,8 +27,9 @@ REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 
 # Training curves drawn per group, when recorded (single-objective and adversarial loops).
-CURVE_METRICS = ["train/loss", "train/d_loss", "train/g_loss", "train/grad_norm", "train/grad_norm_d",
-                 "train/grad_norm_g"]
+CURVE_METRICS = ["train/loss", "train/d_loss", "train/g_loss", "train/loss_enc", "train/loss_dec",
+                 "train/loss_dis", "train/grad_norm", "train/grad_norm_d", "train/grad_norm_g",
+                 "train/grad_norm_enc", "train/grad_norm_dec", "train/grad_norm_dis"]
 # Headline quality per data kind for the distribution figures: (metric, higher is better).
 HEADLINE = [("quality/fid", False), ("coverage/modes_captured", True), ("test/nll_bpd", False)]
 
@@ -116,7 +117,8 @@ def metric_sections(final: pd.DataFrame) -> str:
             row = dict(zip(GROUP[:3], group[:3]))
             row["precision"], row["backend"] = group[3], group[4]
             for metric, values in runs.groupby("metric", sort=False):
-                row[short(metric)] = mean_std(values["value"])
+                column = short(metric)  # the full name where the short one is a row key (quality/precision)
+                row[metric if column in GROUP else column] = mean_std(values["value"])
             rows.append(row)
         table = tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
         parts.append(f"### {name}\n\n{table}\n\n{provenance_note(records)}")

@@ -6,4 +6,4 @@ carries everything a loop needs and the callbacks that write records.
 """
 
 from genbench.train.base import TRAINERS, TrainContext, Trainer, TrainOutcome, register_trainer  # noqa: F401
-from genbench.train import adversarial, single  # noqa: E402,F401  (register the trainers)
+from genbench.train import adversarial, single, vaegan  # noqa: E402,F401  (register the trainers)
