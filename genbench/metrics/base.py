@@ -97,6 +97,14 @@ class EvalContext:
         return {"n_generated": int(self.samples.shape[0]), "sample_seed": self.seed, "samples": what}
 
     @cached_property
+    def representations(self) -> dict[str, Any]:
+        """The model's codes of the train and test splits as numpy (N, d) arrays, encoded
+        once for every representation metric (see genbench/metrics/representation.py)."""
+        from genbench.metrics.representation import encode_splits
+
+        return encode_splits(self)
+
+    @cached_property
     def test_x(self) -> torch.Tensor:
         return self.dataset.test.x.to(self.device)  # (N, *shape)
 

@@ -38,7 +38,6 @@ from genbench.metrics.disentanglement import beta_vae_score, factor_vae_score, m
 from genbench.metrics.probes import K_NEIGHBOURS, N_PER_CLASS, few_label_probes
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
-_CACHE = "_representation_codes"  # the codes' slot in the EvalContext's __dict__
 
 
 def _has_representation(model) -> bool:
@@ -83,14 +82,11 @@ def _train_batches(ctx: EvalContext):
         yield ctx.model.likelihood.prepare(x, generator) if hasattr(ctx.model, "likelihood") else x
 
 
-def representations(ctx: EvalContext) -> dict[str, np.ndarray]:
-    """{"train": (N_train, d), "test": (N_test, d)} codes, encoded once per EvalContext."""
-    cache = vars(ctx).setdefault(_CACHE, {})
-    if not cache:
-        test = ctx.prepared_test if hasattr(ctx.model, "likelihood") else ctx.test_x
-        cache["train"] = encode(ctx.model, _train_batches(ctx))
-        cache["test"] = encode(ctx.model, ctx.batches(test))
-    return cache
+def encode_splits(ctx: EvalContext) -> dict[str, np.ndarray]:
+    """{"train": (N_train, d), "test": (N_test, d)} codes (EvalContext.representations
+    caches them, so the metrics encode once between them)."""
+    test = ctx.prepared_test if hasattr(ctx.model, "likelihood") else ctx.test_x
+    return {"train": encode(ctx.model, _train_batches(ctx)), "test": encode(ctx.model, ctx.batches(test))}
 
 
 def _provenance(ctx: EvalContext, codes: np.ndarray, splits: str) -> dict:
@@ -107,7 +103,7 @@ def disentanglement(ctx: EvalContext) -> list[MetricValue]:
     train, test, names = ctx.dataset.train, ctx.dataset.test, ctx.dataset.info.extras["factor_names"]
     if train.factors is None or test.factors is None:
         raise ValueError(f"dataset {ctx.dataset.info.name!r} names factors but its splits hold none")
-    codes = representations(ctx)
+    codes = ctx.representations
     reps = np.concatenate([codes["train"], codes["test"]])  # (N, d)
     factors = torch.cat([train.factors, test.factors]).numpy()  # (N, F)
     base = {**_provenance(ctx, reps, "train+test"), "seed": EVAL_SEED,
@@ -148,7 +144,7 @@ def probe(ctx: EvalContext) -> list[MetricValue]:
     train, test, classes = ctx.dataset.train, ctx.dataset.test, ctx.dataset.info.classes
     if train.y is None or test.y is None:
         raise ValueError(f"dataset {ctx.dataset.info.name!r} names classes but its splits hold no labels")
-    codes = representations(ctx)
+    codes = ctx.representations
     on_codes = few_label_probes(codes["train"], train.y, codes["test"], test.y, len(classes), N_PER_CLASS, EVAL_SEED)
     on_pixels = few_label_probes(train.x, train.y, test.x, test.y, len(classes), N_PER_CLASS, EVAL_SEED)
     settings = {"split": "test", "label_seed": EVAL_SEED, "labelled_from": "train",
@@ -192,7 +188,7 @@ def active_units(means, threshold: float = ACTIVE_UNIT_THRESHOLD) -> ActiveUnits
 @register_metric("active_units", gaussian_mean,
                  "active latent units (Burda et al. 2016): Cov_x(E_q[z_u|x]) > 0.01 over the test split")
 def active_units_metric(ctx: EvalContext) -> list[MetricValue]:
-    codes = representations(ctx)["test"]  # (N_test, d)
+    codes = ctx.representations["test"]  # (N_test, d)
     result = active_units(codes)
     prov = {**_provenance(ctx, codes, "test"), "threshold": result.threshold,
             "statistic": "variance (ddof=1) over the test split of E_q[z_u|x]", "method": "Burda et al. 2016"}

@@ -8,7 +8,7 @@ import torch
 
 from genbench.data import load_dataset
 from genbench.metrics import EvalContext, applicable_metrics
-from genbench.metrics.representation import active_units, representations
+from genbench.metrics.representation import active_units
 from genbench.objectives.likelihood import Likelihood
 from genbench.registry import METRICS
 
@@ -105,7 +105,7 @@ def test_end_to_end_on_digits(digits):
 def test_likelihood_models_see_prepared_data(digits):
     model = Projection(digits.info.dims)
     model.likelihood = Likelihood("bernoulli", None, quantised=True)
-    codes = representations(EvalContext(model, digits, torch.device("cpu"), 256))
+    codes = EvalContext(model, digits, torch.device("cpu"), 256).representations
     assert model.inputs <= {0.0, 1.0}  # binarised like the model's training data
     assert codes["train"].shape == (1438, 10) and codes["test"].shape == (359, 10)
 

@@ -15,11 +15,14 @@ from genbench.data import load_dataset
 from genbench.data.base import DatasetInfo
 from genbench.harness.spec import resolve, run_config
 from genbench.models import gumbel
-from genbench.models.gumbel import GumbelVAE, GumbelVAEOptions, categorical_kl_uniform, gumbel_softmax
+from genbench.models.gumbel import (
+    GumbelVAE,
+    GumbelVAEOptions,
+    categorical_kl_uniform,
+    gumbel_softmax,
+)
 from genbench.objectives.gumbel import GumbelElboOptions, gumbel_elbo_loss
-from genbench.train.batches import epoch_batches
-from genbench.train.single import train_single_objective
-from tests.models.test_learning import held_out
+from tests.models.training import fit, held_out
 
 LOGITS = torch.log(torch.tensor([1.0, 2.0, 3.0]))  # q = (1/6, 1/3, 1/2)
 
@@ -194,18 +197,6 @@ def build(dataset, steps, model_options):
     data = load_dataset(dataset)
     torch.manual_seed(0)
     return run, data, GumbelVAE(run.model_options, data.info)
-
-
-def fit(run, data, model) -> list[dict[str, float]]:
-    """Train with the single-objective loop; returns the logged scalars."""
-    generator = torch.Generator().manual_seed(0)
-    logged = []
-    outcome = train_single_objective(
-        model, lambda x, step: run.objective.loss(model, x, run.objective_options, generator, step),
-        epoch_batches(data.train.x, 64, generator), run.config, torch.device("cpu"),
-        log=lambda step, scalars: logged.append(scalars), progress=False)
-    assert not outcome.diverged
-    return logged
 
 
 @pytest.mark.slow

@@ -9,15 +9,13 @@ import math
 
 import pytest
 import torch
+from genbench.kernels import reparameterize_kl
 
 from genbench.data import load_dataset
 from genbench.harness.spec import resolve, run_config
-from genbench.kernels import reparameterize_kl
 from genbench.models.hvae import HVAE, HVAEOptions, precision_weighted, standardise
 from genbench.objectives.autoencoding import iwae_bound
-from genbench.train.batches import epoch_batches
-from genbench.train.single import train_single_objective
-from tests.models.test_learning import held_out
+from tests.models.training import fit, held_out
 
 
 def gaussians(n=6, d=5, dtype=torch.float32):
@@ -146,17 +144,6 @@ def build(dataset, steps, objective=None, model_options=None):
     data = load_dataset(dataset)
     torch.manual_seed(0)
     return run, data, HVAE(run.model_options, data.info)
-
-
-def fit(run, data, model) -> list[dict[str, float]]:
-    generator = torch.Generator().manual_seed(0)
-    logged = []
-    outcome = train_single_objective(
-        model, lambda x, step: run.objective.loss(model, x, run.objective_options, generator, step),
-        epoch_batches(data.train.x, 64, generator), run.config, torch.device("cpu"),
-        log=lambda step, scalars: logged.append(scalars), progress=False)
-    assert not outcome.diverged
-    return logged
 
 
 @pytest.mark.parametrize("dataset", ["digits", "shapes?n=512"])

@@ -8,21 +8,10 @@ import torch
 
 from genbench.data import load_dataset
 from genbench.harness.spec import resolve, run_config
-from genbench.metrics import EvalContext, applicable_metrics
 from genbench.models import build_model
-from genbench.train.batches import epoch_batches
-from genbench.train.single import train_single_objective
+from tests.models.training import fit, held_out
 
 pytestmark = pytest.mark.slow
-
-
-def held_out(model, data) -> dict[str, float]:
-    model.eval()
-    ctx = EvalContext(model, data, torch.device("cpu"), 512)
-    metrics = [m for m in applicable_metrics(model, data.info) if m.name in ("elbo", "reconstruction")]
-    values = {mv.metric: mv.value for m in metrics for mv in m.evaluate(ctx)}
-    model.train()
-    return values
 
 
 def train(model_name, steps, objective=None, objective_options=None, **model_options):
@@ -33,12 +22,7 @@ def train(model_name, steps, objective=None, objective_options=None, **model_opt
     torch.manual_seed(0)
     model = build_model(run.model_spec, run.model_options, data.info, "auto")
     before = held_out(model, data)
-    generator = torch.Generator().manual_seed(0)
-    batches = epoch_batches(data.train.x, 64, generator)
-    outcome = train_single_objective(
-        model, lambda x, step: run.objective.loss(model, x, run.objective_options, generator, step),
-        batches, run.config, torch.device("cpu"), log=lambda step, scalars: None, progress=False)
-    assert not outcome.diverged
+    fit(run, data, model)
     return before, held_out(model, data)
 
 

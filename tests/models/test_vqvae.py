@@ -18,8 +18,7 @@ from genbench.metrics.codebook import codebook as codebook_metric
 from genbench.models.vqvae import VQVAE, VQVAEOptions, counts_to_perplexity, ema_update
 from genbench.objectives.vqvae import VQObjectiveOptions, vqvae_loss
 from genbench.registry import KERNELS
-from genbench.train.batches import epoch_batches
-from genbench.train.single import train_single_objective
+from tests.models.training import fit, held_out
 
 SMALL = {"codebook_size": 16, "code_dim": 8, "channels": 16, "res_blocks": 1, "hidden": 64}
 
@@ -229,14 +228,7 @@ def train(data, steps, model_options, lr=1e-3, eval_fn=None):
     torch.manual_seed(0)
     model = run.model_spec.cls(run.model_options, data.info, "auto")
     before = eval_fn(model) if eval_fn else None
-    generator = torch.Generator().manual_seed(0)
-    logged = []
-    outcome = train_single_objective(
-        model, lambda x, step: run.objective.loss(model, x, run.objective_options, generator, step),
-        epoch_batches(data.train.x, 32, generator), run.config, torch.device("cpu"),
-        log=lambda step, scalars: logged.append(scalars), progress=False)
-    assert not outcome.diverged
-    return model, logged, before
+    return model, fit(run, data, model, batch_size=32), before
 
 
 @pytest.mark.parametrize("dataset, arch, ema, likelihood", [
@@ -256,17 +248,12 @@ def test_trains_through_the_harness_objective(request, dataset, arch, ema, likel
 
 @pytest.mark.slow
 def test_held_out_bound_improves_and_codes_stay_in_use(digits):
-    def held_out(model):
-        model.eval()
-        ctx = EvalContext(model, digits, torch.device("cpu"), 512)
-        values = {mv.metric: mv.value for m in applicable_metrics(model, digits.info)
-                  if m.name in ("likelihood", "codebook") for mv in m.evaluate(ctx)}
-        model.train()
-        return values
+    def scores(model):
+        return held_out(model, digits, ("likelihood", "codebook"))
 
     options = dict(SMALL, codebook_size=32, revive_after=20)
-    model, logged, before = train(digits, 100, options, lr=2e-3, eval_fn=held_out)
-    after = held_out(model)
+    model, logged, before = train(digits, 100, options, lr=2e-3, eval_fn=scores)
+    after = scores(model)
     # At initialisation p = 0.5 per pixel: 256 ln 2 = 177 nats, plus 16 ln 32 = 55 for the codes.
     assert before["test/nll"] > 220
     assert after["test/nll"] < before["test/nll"] - 50
