@@ -15,6 +15,7 @@ from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve, resolve_all, run_config
 from genbench.harness.store import read_records
+from genbench.metrics.probes import one_thread
 from genbench.models.vaegan import VAEGAN, VAEGANOptions
 from genbench.objectives.vaegan import VAEGANLossOptions, vaegan_loss
 from genbench.train import TrainContext
@@ -30,11 +31,9 @@ SMALL = {"channels": 8, "d_width": 8, "latent_dim": 4}  # tiny networks: fast on
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: threads cost more than they give on 2 cores
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():  # tiny networks: threads cost more than they give on 2 cores
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import read_records
+from genbench.metrics.probes import one_thread
 from genbench.registry import LOSSES
 
 GAN_LOSSES = sorted(n for n in LOSSES.names() if LOSSES.get(n).family == "gan")
@@ -18,11 +19,9 @@ IMAGES = {"dataset": "digits", "model_options": {"width": 16, "d_norm": "none"}}
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: threads cost more than they give on 2 cores
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():  # tiny networks: threads cost more than they give on 2 cores
+        yield
 
 
 def run(tmp_path, **entry):
