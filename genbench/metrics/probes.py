@@ -25,32 +25,19 @@ cannot supply is skipped and the result says so. Accuracy is on the whole test s
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from genbench.metrics.base import flat_finite
+from genbench.utils.threads import one_thread
 
 N_PER_CLASS = (10, 100)  # labelled examples per class
 C_REGULARISATION = 1.0  # sklearn's C: inverse L2 strength on the summed loss
 MAX_ITER = 500  # L-BFGS iterations
 K_NEIGHBOURS = 1
 STD_FLOOR = 1e-8  # features with a smaller std are constant: centred, not scaled
-
-
-@contextmanager
-def one_thread():
-    """Run torch ops on one thread. L-BFGS makes thousands of tiny vector ops (its two-loop
-    recursion) where intra-op threads' synchronisation costs more than it saves: up to
-    100x slower on a busy 2-core host; even its large (memory-bound) passes gain little."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

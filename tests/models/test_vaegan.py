@@ -15,7 +15,6 @@ from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve, resolve_all, run_config
 from genbench.harness.store import read_records
-from genbench.metrics.probes import one_thread
 from genbench.models.vaegan import VAEGAN, VAEGANOptions
 from genbench.objectives.vaegan import VAEGANLossOptions, vaegan_loss
 from genbench.train import TrainContext
@@ -26,6 +25,7 @@ from genbench.train.vaegan import (
     make_optimisers,
     train_vaegan,
 )
+from genbench.utils.threads import one_thread
 
 SMALL = {"channels": 8, "d_width": 8, "latent_dim": 4}  # tiny networks: fast on 2 CPU cores
 

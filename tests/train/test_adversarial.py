@@ -10,8 +10,8 @@ from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import read_records
-from genbench.metrics.probes import one_thread
 from genbench.registry import LOSSES
+from genbench.utils.threads import one_thread
 
 GAN_LOSSES = sorted(n for n in LOSSES.names() if LOSSES.get(n).family == "gan")
 POINTS = {"dataset": "toy2d-ring8", "model_options": {"arch": "mlp", "width": 64, "latent_dim": 2}}
