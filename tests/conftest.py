@@ -23,3 +23,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded `digits` dataset, loaded once per session (read-only in tests)."""
+    from genbench.data import load_dataset  # after TRITON_INTERPRET is set, above
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_images(digits):
+    """(train images, test images) of `digits`: (1438, 1, 16, 16), (359, 1, 16, 16)."""
+    return digits.train.x, digits.test.x

@@ -92,11 +92,6 @@ def test_toy2d_determinism(ring):
 
 # ---------------------------------------------------------------- digits
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def test_digits_layout(digits):
     assert digits.info.kind == "image" and digits.info.shape == (1, 16, 16)
     assert digits.info.classes == tuple("0123456789")

@@ -3,26 +3,19 @@
 import pytest
 import torch
 
-from genbench.data import load_dataset
 from genbench.metrics.c2st import c2st
 
 
-@pytest.fixture(scope="module")
-def digits():
-    d = load_dataset("digits")
-    return d.train.x, d.test.x  # (1438, 1, 16, 16), (359, 1, 16, 16)
-
-
-def test_same_distribution_is_chance(digits):
-    train, test = digits
+def test_same_distribution_is_chance(digits_images):
+    train, test = digits_images
     for seed in (0, 1):
         r = c2st(train, test, seed=seed)
         assert abs(r.accuracy - 0.5) < 3 * r.null_std_error
         assert r.p_value > 0.001
 
 
-def test_counts_and_settings(digits):
-    train, test = digits
+def test_counts_and_settings(digits_images):
+    train, test = digits_images
     r = c2st(train, test, seed=0)
     assert (r.n_per_class, r.n_real, r.n_generated, r.n_features) == (359, 1438, 359, 256)
     assert r.n_train + r.n_test == 2 * 359 and abs(r.n_train - r.n_test) <= 1
@@ -32,8 +25,8 @@ def test_counts_and_settings(digits):
     assert c2st(train, test, seed=0) == r
 
 
-def test_noisy_and_shuffled_are_separable(digits):
-    _, test = digits
+def test_noisy_and_shuffled_are_separable(digits_images):
+    _, test = digits_images
     g = torch.Generator().manual_seed(0)
     noisy = (test + 0.5 * torch.randn(test.shape, generator=g)).clamp(-1, 1)  # kept in [-1, 1]
     shuffled = test.reshape(len(test), -1)[:, torch.randperm(256, generator=g)].reshape(test.shape)
@@ -48,8 +41,8 @@ def test_features_input():
     assert c2st(a, b, seed=0).accuracy > 0.9
 
 
-def test_bad_inputs_raise(digits):
-    train, test = digits
+def test_bad_inputs_raise(digits_images):
+    train, test = digits_images
     with pytest.raises(ValueError, match="features per example"):
         c2st(train, test[:, :, :8])
     with pytest.raises(ValueError, match=">= 10"):

@@ -3,42 +3,35 @@
 import pytest
 import torch
 
-from genbench.data import load_dataset
 from genbench.metrics import memorisation as mem
 from genbench.metrics.memorisation import memorisation, nearest_distances
 
 
-@pytest.fixture(scope="module")
-def digits():
-    d = load_dataset("digits")
-    return d.train.x, d.test.x  # (1438, 1, 16, 16), (359, 1, 16, 16)
-
-
-def test_exact_copies_flagged_with_ratio_zero(digits):
-    train, _ = digits
+def test_exact_copies_flagged_with_ratio_zero(digits_images):
+    train, _ = digits_images
     r = memorisation(train[100:150], train)
     assert (r.fraction_copies, r.n_copies, r.mean_ratio, r.median_ratio) == (1.0, 50, 0.0, 0.0)
     assert r.flagged_indices == tuple(range(20))
     assert (r.n_generated, r.n_train, r.dim, r.space, r.copy_threshold) == (50, len(train), 256, "pixels", 0.1)
 
 
-def test_noisy_copies_flagged(digits):
-    train, _ = digits
+def test_noisy_copies_flagged(digits_images):
+    train, _ = digits_images
     g = torch.Generator().manual_seed(0)
     r = memorisation(train[:200] + 0.01 * torch.randn(200, 1, 16, 16, generator=g), train)
     assert r.fraction_copies == 1.0
     assert 0.0 < r.mean_ratio < 0.1
 
 
-def test_held_out_digits_not_flagged(digits):
-    train, test = digits
+def test_held_out_digits_not_flagged(digits_images):
+    train, test = digits_images
     r = memorisation(test, train)
     assert r.n_copies == 0 and r.flagged_indices == ()
     assert 0.7 < r.median_ratio < 1.3
 
 
-def test_thirty_percent_copies(digits):
-    train, test = digits
+def test_thirty_percent_copies(digits_images):
+    train, test = digits_images
     g = torch.Generator().manual_seed(0)
     mix = torch.cat([train[:108], test[:252]])  # 30% copies
     order = torch.randperm(360, generator=g)
@@ -47,8 +40,8 @@ def test_thirty_percent_copies(digits):
     assert set(r.flagged_indices) == set((order < 108).nonzero().squeeze(1).tolist())
 
 
-def test_reference_scale_is_brute_force_median(digits):
-    train, _ = digits
+def test_reference_scale_is_brute_force_median(digits_images):
+    train, _ = digits_images
     x = train[:300].reshape(300, -1).double()  # (300, 256)
     d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # (300, 300) exact
     d.fill_diagonal_(float("inf"))
@@ -56,16 +49,16 @@ def test_reference_scale_is_brute_force_median(digits):
     assert r.reference_nn_median == pytest.approx(d.min(dim=1).values.median().item(), rel=1e-5)
 
 
-def test_chunking_does_not_change_results(digits, monkeypatch):
-    train, test = digits
+def test_chunking_does_not_change_results(digits_images, monkeypatch):
+    train, test = digits_images
     full = nearest_distances(test.reshape(len(test), -1), train.reshape(len(train), -1))
     monkeypatch.setattr(mem, "CHUNK_ELEMENTS", 5000)  # 3 rows per chunk
     chunked = nearest_distances(test.reshape(len(test), -1), train.reshape(len(train), -1))
     assert torch.equal(full[1], chunked[1]) and torch.equal(full[0], chunked[0])
 
 
-def test_features_and_bad_inputs(digits):
-    train, test = digits
+def test_features_and_bad_inputs(digits_images):
+    train, test = digits_images
     feats = torch.randn(100, 8, generator=torch.Generator().manual_seed(0))
     r = memorisation(feats[:10], feats)
     assert r.space == "features" and r.dim == 8 and r.fraction_copies == 1.0

@@ -29,11 +29,6 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def gaussian(n, mean, cov, seed):
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.multivariate_normal(mean, cov, size=n))

@@ -39,11 +39,6 @@ def shapes():
     return load_dataset("shapes?n=2048")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def ours(model, info):
     return {m.name for m in applicable_metrics(model, info)} & NAMES
 

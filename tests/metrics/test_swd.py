@@ -7,7 +7,6 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from genbench.data import load_dataset
 from genbench.metrics import swd as swd_module
 from genbench.metrics.swd import (
     laplacian_pyramid,
@@ -18,12 +17,6 @@ from genbench.metrics.swd import (
 )
 
 FAST = {"patches_per_image": 16, "n_projections": 64, "n_repeats": 2}  # cheap settings for tests
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_dataset("digits")
-    return d.train.x, d.test.x  # (1438, 1, 16, 16), (359, 1, 16, 16)
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -76,8 +69,8 @@ def test_pyramid_matches_progan_reference_and_reconstructs():
     torch.testing.assert_close(rebuilt, x, atol=1e-5, rtol=0)
 
 
-def test_identical_sets_give_zero_and_record_settings(digits):
-    train, _ = digits
+def test_identical_sets_give_zero_and_record_settings(digits_images):
+    train, _ = digits_images
     r = swd(train, train.clone(), **FAST, seed=3)
     assert r.per_level == (0.0, 0.0) and r.mean == 0.0
     assert r.levels == (16, 8) and r.patch_size == 7
@@ -85,8 +78,8 @@ def test_identical_sets_give_zero_and_record_settings(digits):
     assert (r.n_projections, r.n_repeats, r.seed) == (64, 2, 3)
 
 
-def test_same_distribution_small_and_noise_increases_it(digits):
-    train, test = digits
+def test_same_distribution_small_and_noise_increases_it(digits_images):
+    train, test = digits_images
     g = torch.Generator().manual_seed(0)
     base = swd(train, test, **FAST)
     noisy = [swd(train, test + s * torch.randn(test.shape, generator=g), **FAST) for s in (0.1, 0.2, 0.4)]
@@ -97,16 +90,16 @@ def test_same_distribution_small_and_noise_increases_it(digits):
     assert base.mean < 0.5 * noisy[-1].mean  # same distribution: small next to visible noise
 
 
-def test_blur_increases_swd_at_every_level(digits):
-    train, test = digits
+def test_blur_increases_swd_at_every_level(digits_images):
+    train, test = digits_images
     results = [swd(train, test, **FAST)] + [swd(train, _blur(test, s), **FAST) for s in (0.75, 1.5, 3.0)]
     for level in range(2):
         values = [r.per_level[level] for r in results]
         assert np.all(np.diff(values) > 0), (level, values)
 
 
-def test_one_direction_equals_scipy_wasserstein(digits):
-    train, test = digits
+def test_one_direction_equals_scipy_wasserstein(digits_images):
+    train, test = digits_images
     n = len(test) * 8
     levels = (16, 8)
     a = swd_module._descriptors(train, n, 8, levels, seed=0)  # per level (n, 49)
@@ -118,15 +111,15 @@ def test_one_direction_equals_scipy_wasserstein(digits):
         assert ref > 0
 
 
-def test_descriptors_are_normalised_per_set(digits):
-    train, _ = digits
+def test_descriptors_are_normalised_per_set(digits_images):
+    train, _ = digits_images
     for desc in swd_module._descriptors(train, 1000, 4, (16, 8), seed=0):
         assert desc.shape == (1000, 49)
         assert abs(desc.mean().item()) < 1e-5 and desc.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_unequal_sizes_subsample_and_seed_determinism(digits):
-    train, test = digits
+def test_unequal_sizes_subsample_and_seed_determinism(digits_images):
+    train, test = digits_images
     r1 = swd(train, test, **FAST, seed=7)
     r2 = swd(train, test, **FAST, seed=7)
     r3 = swd(train, test, **FAST, seed=8)
@@ -134,8 +127,8 @@ def test_unequal_sizes_subsample_and_seed_determinism(digits):
     assert r1.n_descriptors == len(test) * 16
 
 
-def test_bad_inputs_raise(digits):
-    train, test = digits
+def test_bad_inputs_raise(digits_images):
+    train, test = digits_images
     with pytest.raises(ValueError, match="N, C, H, W"):
         swd(train[:, 0], test[:, 0])
     with pytest.raises(ValueError, match="shapes differ"):

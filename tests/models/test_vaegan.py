@@ -36,11 +36,6 @@ def single_thread():
         yield
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def tiny_model(data, **options) -> VAEGAN:
     torch.manual_seed(0)
     return VAEGAN(VAEGANOptions(**{**SMALL, **options}), data.info)

@@ -24,11 +24,6 @@ SMALL = {"codebook_size": 16, "code_dim": 8, "channels": 16, "res_blocks": 1, "h
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def shapes():
     return load_dataset("shapes?n=512")
 
