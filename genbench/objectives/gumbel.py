@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genbench.objectives.autoencoding import elbo_terms_logged
 from genbench.objectives.base import LossTerms, register_objective
 
 
@@ -31,12 +32,7 @@ def gumbel_elbo_loss(model, x: torch.Tensor, options: GumbelElboOptions, generat
                      step: int | None = None) -> LossTerms:
     target = model.likelihood.prepare(x, generator)
     recon_nll, kl, kl_objective = model.elbo_terms(target, generator, beta=options.beta, step=step)  # each (B,)
-    terms = {
-        "loss": (recon_nll + kl_objective).mean(),
-        "recon_nll": recon_nll.mean().detach(),
-        "kl": kl.mean().detach(),
-        "elbo": -(recon_nll + kl).mean().detach(),
-    }
+    terms = elbo_terms_logged(recon_nll, kl, (recon_nll + kl_objective).mean())
     if step is not None:  # outside training the sample is discrete: no temperature
         terms["tau"] = torch.tensor(model.temperature(step))
     return terms

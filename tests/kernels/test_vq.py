@@ -24,6 +24,7 @@ import torch
 
 from genbench.baselines.vq import vq_nearest as reference
 from genbench.errors import ConfigError
+from genbench.kernelbench.vq import compare, true_distances
 from genbench.kernels import resolve_backend, vq_nearest
 from genbench.kernels import vq as vq_module
 from genbench.kernels.vq import (GPU_CONFIGS, choose_split, plan, prune_configs, triton_vq_nearest,
@@ -40,29 +41,15 @@ def inputs(N, K, D, seed=0, dtype=torch.float32, offset=0.0):
     return x.to(DEVICE, dtype), codebook.to(DEVICE, dtype)
 
 
-def true_distances(x, codebook):
-    """(N, K) squared distances in float64 (cancellation error ~1e-16 of the scale), on the CPU."""
-    x, codebook = x.double(), codebook.double()
-    d = x.pow(2).sum(1)[:, None] + codebook.pow(2).sum(1)[None, :] - 2 * x @ codebook.T
-    return d.clamp_min(0).cpu()
-
-
 def assert_nearest(x, codebook, indices, distance=None, margin=FP32_MARGIN):
-    """The tolerance rules of the module docstring, row by row."""
+    """The tolerance rules of the module docstring, row by row (genbench.kernelbench.vq.compare)."""
     assert indices.dtype == torch.int64 and indices.shape == (x.shape[0],)
-    indices, ref = indices.cpu(), reference(x, codebook).cpu()
-    true = true_distances(x, codebook)
-    scale = x.double().cpu().pow(2).sum(1) + codebook.double().cpu().pow(2).sum(1).max()
-    best = true.min(1).values
-    chosen = true.gather(1, indices[:, None])[:, 0]
-    assert (chosen - best <= margin * scale).all(), "a chosen code is not (nearly) the nearest"
-    if true.shape[1] > 1:
-        gap = true.topk(2, dim=1, largest=False).values.diff(dim=1)[:, 0]
-        clear = gap > margin * scale
-        assert torch.equal(indices[clear], ref[clear]), "index differs from the reference on a clear row"
+    result = compare(x, codebook, indices, distance, margin)
+    assert result["not_nearest"] == 0, "a chosen code is not (nearly) the nearest"
+    assert result["index_differs"] == 0, "index differs from the reference on a clear row"
     if distance is not None:
         assert distance.dtype == torch.float32 and distance.shape == (x.shape[0],)
-        assert ((distance.cpu().double() - chosen).abs() <= DIST_RTOL * scale).all()
+        assert result["dist_err"] <= DIST_RTOL
 
 
 @pytest.mark.parametrize("N", [1, 7, 33])
