@@ -68,6 +68,8 @@ def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
 
 
 from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
+from genbench.kernels.conv_transpose import conv_transpose2d  # noqa: E402  (registers the op)
 from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
 
-__all__ = ["BACKENDS", "KernelOp", "dispatch", "resolve_backend", "reparameterize_kl", "vq_nearest"]
+__all__ = ["BACKENDS", "KernelOp", "conv_transpose2d", "dispatch", "resolve_backend", "reparameterize_kl",
+           "vq_nearest"]
