@@ -61,6 +61,7 @@ batch offset int64.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -418,10 +419,10 @@ def check_kernel_inputs(x, weight, bias, scale, shift, p: Params, groups, dilati
         raise ConfigError(f"The Triton conv_transpose2d kernel runs on CUDA; x is on {x.device}. Use "
                           "backend='torch' (or 'auto'), or set TRITON_INTERPRET=1 before importing genbench "
                           "for the (slow) interpreter.")
-    for name, t in (("x", x), ("weight", weight)):
-        if t[:1].numel() >= 2**31 or (name == "x" and x.shape[1] * max(1, x.shape[2] * x.shape[3]) >= 2**31):
-            raise ConfigError(f"conv_transpose2d: one example of {name} has 2^31 elements or more; the kernel "
-                              "indexes within an example in int32.")
+    out_example = weight.shape[1] * math.prod(geometry(x, weight, p).out)
+    if x[:1].numel() >= 2**31 or out_example >= 2**31 or weight.numel() >= 2**31:
+        raise ConfigError("conv_transpose2d: one example of x or y, or the weight, has 2^31 elements or more; "
+                          "the kernel indexes within an example in int32. Use backend='torch'.")
 
 
 def epilogue_vectors(weight, bias, scale, shift) -> tuple[torch.Tensor | None, torch.Tensor | None]:
