@@ -67,10 +67,17 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from torch import nn
-
-from genbench.baselines.conv_transpose import check_inputs, fold_batchnorm, output_size, pair
+from genbench.baselines.conv_transpose import (
+    apply_epilogue,
+    check_inputs,
+    fold_batchnorm,
+    output_size,
+    pair,
+)
 from genbench.baselines.conv_transpose import conv_transpose2d as reference
+from torch import nn
+from torch.nn.utils import parametrize
+
 from genbench.errors import ConfigError
 from genbench.registry import KERNELS
 
@@ -566,9 +573,9 @@ def triton_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_pa
     scale/shift (a folded BatchNorm) are for inference: with them, nothing may require a
     gradient. allow_tf32 (fp32 only): None follows torch.backends.cudnn.allow_tf32.
     """
-    if torch.is_autocast_enabled(x.device.type):  # cast as autocast does for F.conv_transpose2d
-        dtype = torch.get_autocast_dtype(x.device.type)
-        x, weight = x.to(dtype), weight.to(dtype)
+    if torch.is_autocast_enabled(x.device.type):  # cast as autocast does for F.conv_transpose2d:
+        dtype = torch.get_autocast_dtype(x.device.type)  # every float type but float64
+        x, weight = (t if t.dtype == torch.float64 else t.to(dtype) for t in (x, weight))
     p = Params(pair(stride, "stride"), pair(padding, "padding"), pair(output_padding, "output_padding"),
                activation, float(negative_slope), input_precision(x.dtype, allow_tf32), wgrad_split)
     check_kernel_inputs(x, weight, bias, scale, shift, p, groups, dilation)
@@ -616,9 +623,12 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     with the following BatchNorm and activation folded in where that is exact.
 
     Without `norm`: bias + activation fused into the kernel's epilogue. With a BatchNorm
-    `norm`: in eval mode without gradients, the running statistics are folded into the
-    epilogue (conv + BN + activation, one kernel); in training (batch statistics) the
-    BatchNorm and the activation run as their own torch ops after the kernel.
+    `norm`: on the Triton backend, in eval mode without gradients, the running statistics
+    are folded into the epilogue (conv + BN + activation, one kernel). Otherwise -- in
+    training (batch statistics), with gradients, or on the torch backend -- the BatchNorm
+    module and then the activation run as their own torch ops after the convolution: on
+    the torch backend that is op for op the nn.Sequential(conv, norm, act) this layer
+    replaces (folding would compute the same function with other rounding).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
@@ -632,23 +642,26 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         self.norm, self.activation, self.negative_slope, self.backend = norm, activation, negative_slope, backend
 
     def resolved_backend(self, device) -> str:
-        return op_backend(self.backend, device, self.weight.shape, self.stride, self.output_padding,
+        # The weight's shape without reading `.weight`: under spectral norm each read runs
+        # a power iteration (and updates its state in training mode).
+        weight = (self.parametrizations.weight.original if parametrize.is_parametrized(self, "weight")
+                  else self.weight)
+        return op_backend(self.backend, device, weight.shape, self.stride, self.output_padding,
                           self.groups, self.dilation)
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         if output_size is not None:
             raise ConfigError("genbench ConvTranspose2d takes no output_size; set output_padding instead.")
+        backend = self.resolved_backend(x.device)
         conv = functools.partial(conv_transpose2d, x, self.weight, self.bias, self.stride, self.padding,
                                  self.output_padding, self.groups, self.dilation,
-                                 negative_slope=self.negative_slope, backend=self.backend)
+                                 negative_slope=self.negative_slope, backend=backend)
         if self.norm is None:
             return conv(activation=self.activation)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *self.parameters()))
-        if not self.norm.training and self.norm.track_running_stats and not needs_grad:
+        if backend == "triton" and not self.norm.training and self.norm.track_running_stats and not needs_grad:
             scale, shift = fold_batchnorm(self.norm)
             return conv(activation=self.activation, scale=scale, shift=shift)
-        from genbench.baselines.conv_transpose import apply_epilogue
-
         return apply_epilogue(self.norm(conv()), None, None, self.activation, self.negative_slope)
 
     def extra_repr(self) -> str:
