@@ -9,19 +9,19 @@ against the registries and returns a `Run` with typed options, display labels an
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from genbench.data.base import parse_spec
 from genbench.errors import ConfigError
 from genbench.kernels import resolve_backend
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
 from genbench.registry import DATASETS, MODELS, load_builtins
 from genbench.train import TRAINERS
-from genbench.data.base import parse_spec
 from genbench.utils.hashing import json_hash
 from genbench.utils.options import build_options, non_default_options
 
@@ -107,7 +107,7 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision='fp16' needs CUDA (its gradient scaler); use bf16 or fp32 on the CPU.")
     check_feature_extractor(config)
-    for op in spec.kernel_ops:  # a backend that cannot run here fails now, not mid-suite
+    for op in spec.ops(model_options):  # a backend that cannot run here fails now, not mid-suite
         resolve_backend(op, config.backend, device)
     identity = {
         "model": spec.name, "model_options": dataclasses.asdict(model_options),

@@ -4,6 +4,9 @@ Sampling: an autoencoder has no prior, so after training genbench fits a full-co
 Gaussian to the training codes and decodes draws from it ("ex-post density estimation",
 Ghosh et al. 2020, "From Variational to Deterministic Autoencoders"); samples are the
 decoder's mean.
+
+Kernels: the conv decoder's transposed convolutions run through
+genbench.kernels.conv_transpose2d with the run's backend (models/nets.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import torch
 from torch import nn
 
 from genbench.models.base import register_model
-from genbench.models.nets import build_decoder, build_encoder
+from genbench.models.nets import (
+    build_decoder,
+    build_encoder,
+    conv_transpose_backends,
+    decoder_ops,
+)
 from genbench.objectives.likelihood import Likelihood
 
 
@@ -41,7 +49,8 @@ def make_likelihood(options, data_info) -> Likelihood:
 
 
 @register_model("ae", "autoencoder", AutoencoderOptions, "recon",
-                "plain autoencoder, MLP or conv; samples via a Gaussian fitted to codes")
+                "plain autoencoder, MLP or conv; samples via a Gaussian fitted to codes",
+                kernel_ops=decoder_ops)
 class Autoencoder(nn.Module):
     def __init__(self, options: AutoencoderOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
@@ -50,7 +59,7 @@ class Autoencoder(nn.Module):
         out_channels = self.likelihood.out_channels(shape[0])
         self.encoder = build_encoder(options.arch, shape, options.latent_dim, options.hidden, options.channels)
         self.decoder = build_decoder(options.arch, shape, options.latent_dim, out_channels,
-                                     options.hidden, options.channels)
+                                     options.hidden, options.channels, backend)
         # Gaussian fitted to training codes for sampling (set by prepare_sampling).
         self.register_buffer("code_mean", torch.zeros(options.latent_dim))
         self.register_buffer("code_scale_tril", torch.eye(options.latent_dim))
@@ -58,7 +67,7 @@ class Autoencoder(nn.Module):
     representation_kind = "code"
 
     def kernel_backends(self) -> dict[str, str]:
-        return {}
+        return conv_transpose_backends(self)  # {} for the MLP
 
     def encode_code(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B, latent)
@@ -95,7 +104,8 @@ class SparseAutoencoderOptions(AutoencoderOptions):
 
 
 @register_model("sparse-ae", "sparse-autoencoder", SparseAutoencoderOptions, "sparse",
-                "sparse autoencoder: sigmoid code units pulled to mean activation rho (Ng 2011)")
+                "sparse autoencoder: sigmoid code units pulled to mean activation rho (Ng 2011)",
+                kernel_ops=decoder_ops)
 class SparseAutoencoder(Autoencoder):
     """The autoencoder with sigmoid code units, whose mean activations the `sparse`
     objective pulls towards rho; the code is the representation and the sampling prior's

@@ -31,7 +31,7 @@ harness and metrics use, when a model has them:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from genbench.registry import MODELS
 
@@ -43,13 +43,20 @@ class ModelSpec:
     cls: type  # nn.Module subclass, built as cls(options, data_info, backend, objective)
     options: type  # options dataclass
     default_objective: str
-    kernel_ops: tuple[str, ...]  # kernel ops the model calls (their backends are recorded)
+    # kernel ops the model calls (their backends are recorded): a tuple, or a function of
+    # the model's options where the architecture decides (an MLP has no convolutions)
+    kernel_ops: tuple[str, ...] | Callable[[Any], tuple[str, ...]]
     summary: str
     trainer: str = "single"  # key in genbench.train.TRAINERS
 
+    def ops(self, options: Any) -> tuple[str, ...]:
+        """The kernel ops a model built with `options` calls."""
+        return self.kernel_ops(options) if callable(self.kernel_ops) else self.kernel_ops
+
 
 def register_model(name: str, family: str, options: type, default_objective: str,
-                   summary: str, kernel_ops: tuple[str, ...] = (), trainer: str = "single"):
+                   summary: str, kernel_ops: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = (),
+                   trainer: str = "single"):
     def wrap(cls):
         MODELS.register(name, ModelSpec(name, family, cls, options, default_objective, kernel_ops, summary, trainer))
         return cls

@@ -14,6 +14,11 @@ Conditioning:
            into G; D's Q head estimates them and both G and Q maximise the
            mutual-information lower bound: CE(categorical) + 0.5 * ||c - mean||^2 (a
            unit-variance Gaussian Q), weighted by info_weight
+
+Kernels: transposed convolutions (dcgan/resnet networks with upsample="transposed": the
+generator, and an energy discriminator's decoder) run through
+genbench.kernels.conv_transpose2d with the run's backend; kernel_backends() reports the
+backend they resolve to, and nothing for networks without them (mlp, other upsamplings).
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import ConfigError
+from genbench.kernels.conv_transpose import OP_NAME as CONV_TRANSPOSE_OP
 from genbench.models.base import register_model
-from genbench.models.gan_nets import GanNetOptions, build_discriminator, build_generator
+from genbench.models.gan_nets import (
+    CONV_ARCHS,
+    GanNetOptions,
+    build_discriminator,
+    build_generator,
+)
+from genbench.models.nets import conv_transpose_backends
 
 
 @dataclass(frozen=True)
@@ -57,34 +69,41 @@ class Codes:
     continuous: torch.Tensor | None = None  # (B, n) InfoGAN continuous codes
 
 
+def gan_ops(options: GanOptions) -> tuple[str, ...]:
+    """Transposed convolutions in G (and in an energy D's decoder) with upsample='transposed'."""
+    return (CONV_TRANSPOSE_OP,) if options.arch in CONV_ARCHS and options.upsample == "transposed" else ()
+
+
 @register_model("gan", "gan", GanOptions, "non-saturating",
                 "GAN: MLP / DCGAN / ResNet networks, unconditional, CGAN, ACGAN or InfoGAN",
-                trainer="adversarial")
+                kernel_ops=gan_ops, trainer="adversarial")
 class GAN(nn.Module):
     def __init__(self, options: GanOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         if objective is None:
             raise ConfigError("A GAN is built for its loss (the discriminator head depends on it).")
-        self.options, self.shape = options, data_info.shape
+        self.options, self.shape, self.backend = options, data_info.shape, backend
         self.n_classes = len(data_info.classes or ())
         if options.conditional in ("cgan", "acgan") and self.n_classes < 2:
             raise ConfigError(f"conditional={options.conditional!r} needs a labelled dataset; "
                               f"{data_info.spec} has no classes.")
         cond_dim = {"none": 0, "cgan": self.n_classes, "acgan": self.n_classes,
                     "infogan": options.info_categories + options.info_continuous}[options.conditional]
-        self.generator = build_generator(options, self.shape, options.latent_dim, cond_dim)
+        self.generator = build_generator(options, self.shape, options.latent_dim, cond_dim, backend=backend)
         self.discriminator = build_discriminator(
             options, self.shape, objective.disc_output,
             n_classes=self.n_classes if options.conditional in ("cgan", "acgan") else 0,
             cond_channels=self.n_classes if options.conditional == "cgan" else 0,
             info_categories=options.info_categories if options.conditional == "infogan" else 0,
             info_continuous=options.info_continuous if options.conditional == "infogan" else 0,
+            backend=backend,
         )
         self.ema_generator: nn.Module | None = None
         self.ema_decay = 0.0
 
     def kernel_backends(self) -> dict[str, str]:
-        return {}
+        """conv_transpose2d's resolved backend over G, D and the EMA copy of G; {} without such layers."""
+        return conv_transpose_backends(self)
 
     # ------------------------------------------------------------------ latent and codes
 

@@ -24,6 +24,12 @@ Discriminator outputs (DiscOutputKind): "logit"/"critic" end in a linear score l
 Heads reading the body's features: ACGAN's auxiliary classifier (Odena et al. 2017) and
 InfoGAN's Q head (Chen et al. 2016). Labels can instead be fed to D as extra input
 channels (CGAN, Mirza & Osindero 2014).
+
+Transposed convolutions (upsample="transposed") run through the kernel op
+genbench.kernels.conv_transpose2d with the model's `backend` (genbench.kernels.conv_transpose.ConvTranspose2d):
+a following BatchNorm is the layer's `norm` and the ReLU (or G's output tanh) its fused
+activation, so in eval mode without gradients (sampling) conv + BN + ReLU is one kernel on
+the Triton backend; in training the BatchNorm runs after the kernel, then the ReLU.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genbench.errors import ConfigError
+from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.nets import mlp
 from genbench.objectives.gan_base import DiscOutputKind, DOutput
 
@@ -147,14 +154,36 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def upsample_conv(c_in: int, c_out: int, mode: str, bias: bool = True) -> nn.Module:
-    """(B, c_in, h, w) -> (B, c_out, 2h, 2w); see GanNetOptions.upsample for the papers."""
+def upsample_conv(c_in: int, c_out: int, mode: str, bias: bool = True, *, norm: nn.BatchNorm2d | None = None,
+                  activation: str = "none", backend: str = "auto") -> nn.Module:
+    """(B, c_in, h, w) -> (B, c_out, 2h, 2w); see GanNetOptions.upsample for the papers.
+
+    "transposed": a ConvTranspose2d (k4 s2 p1) with `norm` and `activation` fused in, run
+    with `backend`. The other modes take neither (see upsample_block).
+    """
     if mode == "transposed":
-        return nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
+        return ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias, norm=norm,
+                                    activation=activation, backend=backend)
+    if norm is not None or activation != "none":
+        raise ValueError(f"upsample_conv: norm and activation are fused into 'transposed' only; got mode {mode!r}")
     if mode == "pixel-shuffle":
         return nn.Sequential(nn.Conv2d(c_in, 4 * c_out, 3, padding=1, bias=bias), nn.PixelShuffle(2))
     conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv)
+
+
+def upsample_block(c_in: int, c_out: int, mode: str, norm: str, bias: bool = True,
+                   backend: str = "auto") -> list[nn.Module]:
+    """Upsampling conv, then norm2d(norm), then ReLU, as layers. Transposed: one
+    ConvTranspose2d carrying a BatchNorm as its `norm` and the ReLU as its activation
+    (an instance norm sits between the conv and the ReLU: the conv alone, then both)."""
+    if mode != "transposed":
+        return [upsample_conv(c_in, c_out, mode, bias), norm2d(norm, c_out), nn.ReLU()]
+    after = norm2d(norm, c_out)  # built first, as before: no random draw, same parameter order
+    if isinstance(after, nn.InstanceNorm2d):
+        return [upsample_conv(c_in, c_out, mode, bias, backend=backend), after, nn.ReLU()]
+    bn = after if isinstance(after, nn.BatchNorm2d) else None
+    return [upsample_conv(c_in, c_out, mode, bias, norm=bn, activation="relu", backend=backend)]
 
 
 def leaky_mlp(sizes: list[int]) -> nn.Sequential:
@@ -175,11 +204,11 @@ class SpatialSum(nn.Module):
 class ResBlockUp(nn.Module):
     """BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3, plus a 1x1 conv of the upsampled input (Miyato 2018)."""
 
-    def __init__(self, c_in: int, c_out: int, mode: str, norm: str):
+    def __init__(self, c_in: int, c_out: int, mode: str, norm: str, backend: str = "auto"):
         super().__init__()
         self.main = nn.Sequential(
-            norm2d(norm, c_in), nn.ReLU(), upsample_conv(c_in, c_out, mode),
-            norm2d(norm, c_out), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
+            norm2d(norm, c_in), nn.ReLU(), *upsample_block(c_in, c_out, mode, norm, backend=backend),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
         )
         self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 1))
 
@@ -214,9 +243,9 @@ class MLPDecoder(nn.Module):
     """ReLU MLP (Goodfellow et al. 2014); the output is flattened, then reshaped."""
 
     def __init__(self, in_dim: int, shape: tuple[int, ...], options: GanNetOptions, norm: str,
-                 out: nn.Module):
+                 out: nn.Module, backend: str = "auto"):
         super().__init__()
-        self.shape = shape
+        self.shape = shape  # backend: unused, the MLP has no kernel op
         sizes = [in_dim] + [options.width] * options.mlp_layers + [math.prod(shape)]
         self.net = nn.Sequential(mlp(sizes), out)  # norm: unused, the MLP has none
 
@@ -244,23 +273,30 @@ def _start(shape: tuple[int, ...], channels: int) -> tuple[int, int, int]:
 
 
 def dcgan_decoder(in_dim: int, shape: tuple[int, ...], options: GanNetOptions, norm: str,
-                  out: nn.Module) -> nn.Module:
-    """Radford et al. 2016: [norm-ReLU] then k upsamplings halving channels, the last to C, then `out`."""
+                  out: nn.Module, backend: str = "auto") -> nn.Module:
+    """Radford et al. 2016: [norm-ReLU] then k upsamplings halving channels, the last to C, then `out`.
+
+    Transposed upsampling: each hidden level is one layer with its BatchNorm and ReLU fused
+    in (upsample_block); the last fuses `out` when it is a tanh (G) and drops the module.
+    """
     chans = level_channels(options.width, upsample_levels(*shape[1:]))[::-1]  # deepest first
     bias = norm == "none"  # a following norm layer makes a bias redundant
     layers: list[nn.Module] = [norm2d(norm, chans[0]), nn.ReLU()]
     for c_in, c_out in itertools.pairwise(chans):
-        layers += [upsample_conv(c_in, c_out, options.upsample, bias), norm2d(norm, c_out), nn.ReLU()]
-    layers += [upsample_conv(chans[-1], shape[0], options.upsample), out]
+        layers += upsample_block(c_in, c_out, options.upsample, norm, bias, backend)
+    if options.upsample == "transposed" and isinstance(out, nn.Tanh):
+        layers.append(upsample_conv(chans[-1], shape[0], options.upsample, activation="tanh", backend=backend))
+    else:
+        layers += [upsample_conv(chans[-1], shape[0], options.upsample, backend=backend), out]
     return ProjectedDecoder(in_dim, _start(shape, chans[0]), nn.Sequential(*layers), bias)
 
 
 def resnet_decoder(in_dim: int, shape: tuple[int, ...], options: GanNetOptions, norm: str,
-                   out: nn.Module) -> nn.Module:
+                   out: nn.Module, backend: str = "auto") -> nn.Module:
     """Miyato et al. 2018: k residual up-blocks, then norm-ReLU-conv3x3 to C, then `out`."""
     chans = level_channels(options.width, upsample_levels(*shape[1:]))[::-1]  # deepest first
     chans.append(chans[-1])  # k blocks: c(k-1) -> ... -> c(0) -> c(0)
-    blocks = [ResBlockUp(a, b, options.upsample, norm) for a, b in itertools.pairwise(chans)]
+    blocks = [ResBlockUp(a, b, options.upsample, norm, backend) for a, b in itertools.pairwise(chans)]
     tail = [norm2d(norm, chans[-1]), nn.ReLU(), nn.Conv2d(chans[-1], shape[0], 3, padding=1), out]
     return ProjectedDecoder(in_dim, _start(shape, chans[0]), nn.Sequential(*blocks, *tail))
 
@@ -325,19 +361,28 @@ class Generator(nn.Module):
 
 
 def build_generator(options: GanNetOptions, data_shape: tuple[int, ...], latent_dim: int,
-                    cond_dim: int = 0) -> Generator:
+                    cond_dim: int = 0, backend: str = "auto") -> Generator:
     """G(z, c) -> x. Images end in tanh ([-1, 1]); points in a linear layer.
 
     The condition c (for example one-hot labels, CGAN: Mirza & Osindero 2014) is
-    concatenated to z before the first layer.
+    concatenated to z before the first layer. backend: the kernel backend of the
+    transposed convolutions (the model's).
     """
     shape = tuple(data_shape)
     _check_shape(options.arch, shape)
     out = nn.Tanh() if len(shape) == 3 else nn.Identity()
-    net = DECODERS[options.arch](latent_dim + cond_dim, shape, options, options.g_norm, out)
+    net = DECODERS[options.arch](latent_dim + cond_dim, shape, options, options.g_norm, out, backend)
     if options.arch == "dcgan":
-        net.apply(dcgan_init)
+        apply_dcgan_init(net)
     return Generator(net, latent_dim, cond_dim)
+
+
+def apply_dcgan_init(net: nn.Module) -> None:
+    """dcgan_init on every module, parents before children: a transposed conv draws its weight
+    before its fused BatchNorm draws its scale, the order of the layers in the network.
+    (nn.Module.apply visits children first.)"""
+    for module in net.modules():
+        dcgan_init(module)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -439,7 +484,7 @@ def _split_info(q: torch.Tensor | None, categories: int) -> tuple[torch.Tensor |
 
 def build_discriminator(options: GanNetOptions, data_shape: tuple[int, ...], output: DiscOutputKind,
                         n_classes: int = 0, cond_channels: int = 0, info_categories: int = 0,
-                        info_continuous: int = 0) -> Discriminator:
+                        info_continuous: int = 0, backend: str = "auto") -> Discriminator:
     """D(x, y) -> DOutput.
 
     output: "logit"/"critic" -> a linear score; "energy-l2"/"energy-l1" -> an autoencoder
@@ -447,6 +492,7 @@ def build_discriminator(options: GanNetOptions, data_shape: tuple[int, ...], out
     n_classes with cond_channels > 0: CGAN (Mirza & Osindero 2014), labels enter as input channels.
     n_classes with cond_channels == 0: ACGAN (Odena et al. 2017) auxiliary classifier -> aux_logits.
     info_categories / info_continuous: InfoGAN (Chen et al. 2016) Q head -> info_logits / info_mean.
+    backend: the kernel backend of an energy head's transposed convolutions (the model's).
     """
     shape = tuple(data_shape)
     _check_disc_args(options, shape, output, n_classes, cond_channels, info_categories, info_continuous)
@@ -455,18 +501,19 @@ def build_discriminator(options: GanNetOptions, data_shape: tuple[int, ...], out
     aux = nn.Linear(features, n_classes) if n_classes > 0 and cond_channels == 0 else None
     n_info = info_categories + info_continuous
     info = nn.Linear(features, n_info) if n_info > 0 else None
-    head = _score_head(options, shape, output, features)
+    head = _score_head(options, shape, output, features, backend)
     net = Discriminator(body, head, labels, aux, info, info_categories)
     if options.arch == "dcgan":
-        net.apply(dcgan_init)
+        apply_dcgan_init(net)
     return with_spectral_norm(net) if options.spectral_norm else net
 
 
-def _score_head(options: GanNetOptions, shape: tuple[int, ...], output: str, features: int) -> nn.Module:
+def _score_head(options: GanNetOptions, shape: tuple[int, ...], output: str, features: int,
+                backend: str = "auto") -> nn.Module:
     if output in ("logit", "critic"):
         return ScoreHead(features)
     code = options.width
-    decoder = DECODERS[options.arch](code, shape, options, options.d_norm, nn.Identity())
+    decoder = DECODERS[options.arch](code, shape, options, options.d_norm, nn.Identity(), backend)
     return EnergyHead(features, code, decoder, power=2 if output == "energy-l2" else 1)
 
 

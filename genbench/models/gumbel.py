@@ -24,7 +24,9 @@ p(c) p(x|c). The KL is analytic in both cases:
 KL(q(c|x) || uniform) = sum_i sum_k q_ik log(q_ik · K).
 
 Kernels: there is no Gaussian latent, so no reparameterisation + Gaussian KL op runs
-here; kernel_backends() is empty.
+here; the conv decoder's transposed convolutions run through
+genbench.kernels.conv_transpose2d with the run's backend, and kernel_backends() reports
+that op for arch="conv" (it is empty for the MLP).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ from torch import nn
 
 from genbench.models.autoencoder import make_likelihood
 from genbench.models.base import register_model
-from genbench.models.nets import build_decoder, build_encoder
+from genbench.models.nets import (
+    build_decoder,
+    build_encoder,
+    conv_transpose_backends,
+    decoder_ops,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,8 @@ def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register_model("gumbel-vae", "gumbel-vae", GumbelVAEOptions, "gumbel-elbo",
-                "Gumbel-softmax VAE with categorical latents (Jang et al. 2017), MLP or conv")
+                "Gumbel-softmax VAE with categorical latents (Jang et al. 2017), MLP or conv",
+                kernel_ops=decoder_ops)
 class GumbelVAE(nn.Module):
     representation_kind = "categorical-probs"
 
@@ -110,10 +118,11 @@ class GumbelVAE(nn.Module):
         self.likelihood = make_likelihood(options, data_info)
         self.encoder = build_encoder(options.arch, shape, code, options.hidden, options.channels)
         self.decoder = build_decoder(options.arch, shape, code, self.likelihood.out_channels(shape[0]),
-                                     options.hidden, options.channels)
+                                     options.hidden, options.channels, backend)
 
     def kernel_backends(self) -> dict[str, str]:
-        return {}  # categorical latents: the Gaussian reparam_kl op does not apply
+        # categorical latents: the Gaussian reparam_kl op does not apply
+        return conv_transpose_backends(self)
 
     def temperature(self, step: int) -> float:
         """tau(step) = max(tau_min, tau0·exp(-anneal_rate·step)) (Jang et al. 2017, sec. 4)."""

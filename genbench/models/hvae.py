@@ -121,7 +121,8 @@ class HVAE(nn.Module):
         self.up_heads = nn.ModuleList(nn.Linear(h, 2 * d) for h, d in zip(widths, dims))  # (mu_hat, logvar_hat)
         self.down = nn.ModuleList(mlp([dims[i + 1], widths[i], widths[i], 2 * dims[i]])  # p(z_i | z_{i+1})
                                   for i in range(len(dims) - 1))
-        self.decoder = build_decoder("mlp", shape, dims[0], self.likelihood.out_channels(shape[0]), widths[0], 1)
+        self.decoder = build_decoder("mlp", shape, dims[0], self.likelihood.out_channels(shape[0]), widths[0], 1,
+                                     backend)  # MLP: no transposed convolution, no conv_transpose2d
 
     def kernel_backends(self) -> dict[str, str]:
         device = next(self.parameters()).device

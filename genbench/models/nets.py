@@ -4,6 +4,11 @@ MLP: Linear-ReLU stacks on the flattened input.
 Conv: stride-2 4x4 convolutions with LeakyReLU(0.2) halve the image down to about
 4x4 (channels doubling from `channels`, capped at 256), then a linear layer; the decoder
 mirrors it with stride-2 4x4 transposed convolutions and ReLU (the DCGAN pattern).
+
+Transposed convolutions run through the kernel op genbench.kernels.conv_transpose2d with
+the model's backend (the layer genbench.kernels.conv_transpose.ConvTranspose2d): the ReLU
+after a layer is fused into the kernel's epilogue, and `conv_transpose_backends(model)` is
+what models report for the op.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 from torch import nn
 
 from genbench.errors import ConfigError
+from genbench.kernels.conv_transpose import OP_NAME as CONV_TRANSPOSE_OP
+from genbench.kernels.conv_transpose import ConvTranspose2d
 
 MAX_CHANNELS = 256
 MAX_LEVELS = 4
@@ -40,6 +47,21 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def decoder_ops(options) -> tuple[str, ...]:
+    """Kernel ops of a model whose decoder is build_decoder(options.arch, ...): the
+    transposed convolutions of arch='conv'."""
+    return (CONV_TRANSPOSE_OP,) if options.arch == "conv" else ()
+
+
+def conv_transpose_backends(module: nn.Module) -> dict[str, str]:
+    """{"conv_transpose2d": the backend its transposed convolutions resolve to} for the kernel
+    layers in `module` (on their weights' device), or {} when it has none. Layers that
+    resolve differently are joined: "triton+torch"."""
+    resolved = {m.resolved_backend(next(m.parameters()).device)
+                for m in module.modules() if isinstance(m, ConvTranspose2d)}
+    return {CONV_TRANSPOSE_OP: "+".join(sorted(resolved, reverse=True))} if resolved else {}
+
+
 def build_encoder(arch: str, shape: tuple[int, ...], out_dim: int, hidden: int, channels: int) -> nn.Module:
     """x (B, *shape) -> (B, out_dim)."""
     if arch == "mlp":
@@ -55,19 +77,25 @@ def build_encoder(arch: str, shape: tuple[int, ...], out_dim: int, hidden: int, 
 
 
 class ConvDecoder(nn.Module):
-    """z (B, latent) -> (B, out_channels, H, W) by transposed convolutions."""
+    """z (B, latent) -> (B, out_channels, H, W) by transposed convolutions.
 
-    def __init__(self, latent_dim: int, shape: tuple[int, ...], out_channels: int, channels: int):
+    upsample: ReLU, then one ConvTranspose2d per level, the ReLU after each hidden
+    level fused into it, none on the output.
+    """
+
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], out_channels: int, channels: int,
+                 backend: str = "auto"):
         super().__init__()
         _, h, w = _image_shape(shape)
         levels = conv_levels(h, w)
         chans = level_channels(channels, levels)[::-1]  # deepest first
         self.start = (chans[0], h >> levels, w >> levels)
         self.project = nn.Linear(latent_dim, math.prod(self.start))
-        layers: list[nn.Module] = [nn.ReLU()]
-        for c_in, c_out in zip(chans, chans[1:] + [out_channels]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
-        self.upsample = nn.Sequential(*layers[:-1])  # no activation on the output
+        outs = chans[1:] + [out_channels]
+        self.upsample = nn.Sequential(nn.ReLU(), *[
+            ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1,
+                                 activation="relu" if i < len(outs) - 1 else "none", backend=backend)
+            for i, (c_in, c_out) in enumerate(zip(chans, outs))])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).view(z.shape[0], *self.start)  # (B, C, h, w)
@@ -87,10 +115,11 @@ class MLPDecoder(nn.Module):
 
 
 def build_decoder(arch: str, shape: tuple[int, ...], latent_dim: int, out_channels: int,
-                  hidden: int, channels: int) -> nn.Module:
+                  hidden: int, channels: int, backend: str = "auto") -> nn.Module:
+    """backend: the model's kernel backend, for the conv decoder's transposed convolutions."""
     if arch == "mlp":
         return MLPDecoder(latent_dim, shape, out_channels, hidden)
-    return ConvDecoder(latent_dim, shape, out_channels, channels)
+    return ConvDecoder(latent_dim, shape, out_channels, channels, backend)
 
 
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -6,7 +6,8 @@ genbench.kernels.reparameterize_kl, with the run's backend: a Triton kernel drop
 there without touching this model. The model draws eps from the run's generator and
 passes it in, so the torch and triton backends see the same noise and a run is comparable
 across backends; the kernel's own Philox noise (which spares storing eps for backward)
-is there for callers that pass no eps.
+is there for callers that pass no eps. The conv decoder's transposed convolutions go
+through genbench.kernels.conv_transpose2d with the same backend (models/nets.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from genbench.baselines.reparam_kl import LOGVAR_LIMIT
 from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.autoencoder import AutoencoderOptions, make_likelihood
 from genbench.models.base import register_model
-from genbench.models.nets import build_decoder, build_encoder
+from genbench.models.nets import (
+    build_decoder,
+    build_encoder,
+    conv_transpose_backends,
+    decoder_ops,
+)
 from genbench.objectives.likelihood import HALF_LOG_2PI
 
 
@@ -37,7 +43,7 @@ class VAEOptions(AutoencoderOptions):
 
 @register_model("vae", "vae", VAEOptions, "elbo",
                 "VAE with Gaussian q(z|x), Bernoulli or Gaussian p(x|z), MLP or conv",
-                kernel_ops=("reparam_kl",))
+                kernel_ops=lambda o: ("reparam_kl", *decoder_ops(o)))
 class VAE(nn.Module):
     def __init__(self, options: VAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
@@ -47,11 +53,12 @@ class VAE(nn.Module):
         self.likelihood = make_likelihood(options, data_info)
         self.encoder = build_encoder(options.arch, shape, 2 * options.latent_dim, options.hidden, options.channels)
         self.decoder = build_decoder(options.arch, shape, options.latent_dim,
-                                     self.likelihood.out_channels(shape[0]), options.hidden, options.channels)
+                                     self.likelihood.out_channels(shape[0]), options.hidden, options.channels,
+                                     backend)
 
     def kernel_backends(self) -> dict[str, str]:
         device = next(self.parameters()).device
-        return {"reparam_kl": resolve_backend("reparam_kl", self.backend, device)}
+        return {"reparam_kl": resolve_backend("reparam_kl", self.backend, device), **conv_transpose_backends(self)}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent) each

@@ -12,6 +12,8 @@ one optimiser per network in train/vaegan.py.
 The reparameterisation and the KL go through the fused kernel op
 genbench.kernels.reparameterize_kl with the run's backend; the model draws eps from the
 run's generator and passes it in (as vae.py does), so both backends see the same noise.
+The conv decoder's transposed convolutions run through genbench.kernels.conv_transpose2d
+with the same backend (models/nets.py; the tanh squash stays its own module).
 
 Discriminator: stride-2 4x4 convolutions with LeakyReLU(0.2) halving the image down to about
 4x4 (the DCGAN pattern, Radford et al. 2016; channels doubling from `d_width`, as the
@@ -45,7 +47,14 @@ from genbench.errors import ConfigError
 from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.base import register_model
 from genbench.models.gan_nets import LEAK
-from genbench.models.nets import build_decoder, build_encoder, conv_levels, level_channels
+from genbench.models.nets import (
+    build_decoder,
+    build_encoder,
+    conv_levels,
+    conv_transpose_backends,
+    decoder_ops,
+    level_channels,
+)
 from genbench.objectives.likelihood import Likelihood
 
 
@@ -116,7 +125,7 @@ def build_feature_discriminator(options: VAEGANOptions, shape: tuple[int, ...]) 
 
 @register_model("vae-gan", "vae-gan", VAEGANOptions, "vaegan",
                 "VAE-GAN (Larsen et al. 2016): VAE + GAN, reconstruction error in D's feature space",
-                kernel_ops=("reparam_kl",), trainer="vaegan")
+                kernel_ops=lambda o: ("reparam_kl", *decoder_ops(o)), trainer="vaegan")
 class VAEGAN(nn.Module):
     representation_kind = "gaussian-mean"
 
@@ -130,12 +139,13 @@ class VAEGAN(nn.Module):
         self.encoder = build_encoder(options.arch, shape, 2 * options.latent_dim, options.hidden, options.channels)
         squash = nn.Tanh() if len(shape) == 3 else nn.Identity()  # images in [-1, 1]; points unbounded
         self.decoder = nn.Sequential(
-            build_decoder(options.arch, shape, options.latent_dim, shape[0], options.hidden, options.channels), squash)
+            build_decoder(options.arch, shape, options.latent_dim, shape[0], options.hidden, options.channels, backend),
+            squash)
         self.discriminator = build_feature_discriminator(options, shape)
 
     def kernel_backends(self) -> dict[str, str]:
         device = next(self.parameters()).device
-        return {"reparam_kl": resolve_backend("reparam_kl", self.backend, device)}
+        return {"reparam_kl": resolve_backend("reparam_kl", self.backend, device), **conv_transpose_backends(self)}
 
     def networks(self) -> dict[str, nn.Module]:
         """The three networks, each trained by its own loss and optimiser."""

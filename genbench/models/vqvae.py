@@ -7,7 +7,8 @@ vector is replaced by its nearest code in a codebook e (K, D),
     k(z) = argmin_j ||z - e_j||^2            (the kernel op genbench.kernels.vq_nearest)
     z_q  = z_e + sg[e_k(z_e) - z_e]          (straight-through: d loss/d z_e = d loss/d z_q)
 
-and the decoder models p(x | z_q). The training terms per example (summed over positions
+and the decoder models p(x | z_q) (its transposed convolutions: genbench.kernels.conv_transpose2d,
+with the run's backend, like vq_nearest). The training terms per example (summed over positions
 and dimensions) are the reconstruction NLL, the codebook loss ||sg[z_e] - e||^2 and the
 commitment loss ||z_e - sg[e]||^2; the objective (genbench/objectives/vqvae.py) weighs them.
 
@@ -37,9 +38,10 @@ from torch import nn
 
 from genbench.errors import ConfigError
 from genbench.kernels import resolve_backend, vq_nearest
+from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.autoencoder import make_likelihood
 from genbench.models.base import register_model
-from genbench.models.nets import mlp
+from genbench.models.nets import conv_transpose_backends, decoder_ops, mlp
 
 DOWNSAMPLING = 4  # the conv encoder's two stride-2 convolutions
 
@@ -139,16 +141,17 @@ class ConvVQEncoder(nn.Module):
 
 class ConvVQDecoder(nn.Module):
     """z_q (B, D, h, w) -> (B, out_channels, 4h, 4w): the encoder mirrored with
-    stride-2 4x4 transposed convs."""
+    stride-2 4x4 transposed convs (genbench.kernels.conv_transpose2d with `backend`, the
+    first with its ReLU fused in)."""
 
-    def __init__(self, code_dim: int, out_channels: int, channels: int, res_blocks: int):
+    def __init__(self, code_dim: int, out_channels: int, channels: int, res_blocks: int, backend: str = "auto"):
         super().__init__()
         half = max(1, channels // 2)
         self.net = nn.Sequential(
             nn.Conv2d(code_dim, channels, 3, padding=1),
             *[ResidualBlock(channels) for _ in range(res_blocks)], nn.ReLU(),
-            nn.ConvTranspose2d(channels, half, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(half, out_channels, 4, stride=2, padding=1),
+            ConvTranspose2d(channels, half, 4, stride=2, padding=1, activation="relu", backend=backend),
+            ConvTranspose2d(half, out_channels, 4, stride=2, padding=1, backend=backend),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -179,15 +182,16 @@ class MLPVQDecoder(nn.Module):
         return self.net(z.flatten(1)).view(z.shape[0], *self.out_shape)
 
 
-def build_vq_nets(options: VQVAEOptions, shape: tuple[int, ...], out_channels: int):
-    """(encoder, decoder, latent_shape): latent_shape is (D, h, w) for conv, (M, D) for mlp."""
+def build_vq_nets(options: VQVAEOptions, shape: tuple[int, ...], out_channels: int, backend: str = "auto"):
+    """(encoder, decoder, latent_shape): latent_shape is (D, h, w) for conv, (M, D) for mlp.
+    backend: the kernel backend of the conv decoder's transposed convolutions."""
     d = options.code_dim
     if options.arch == "mlp":
         m = options.mlp_positions
         return (MLPVQEncoder(shape, m, d, options.hidden),
                 MLPVQDecoder(shape, m, d, out_channels, options.hidden), (m, d))
     encoder = ConvVQEncoder(shape, d, options.channels, options.res_blocks)
-    decoder = ConvVQDecoder(d, out_channels, options.channels, options.res_blocks)
+    decoder = ConvVQDecoder(d, out_channels, options.channels, options.res_blocks, backend)
     return encoder, decoder, (d, *encoder.grid)
 
 
@@ -259,7 +263,7 @@ def ema_update(count: torch.Tensor, total: torch.Tensor, vectors: torch.Tensor, 
 @register_model("vq-vae", "vqvae", VQVAEOptions, "vqvae",
                 "VQ-VAE (van den Oord et al. 2017): discrete codes, straight-through; EMA codebook "
                 "and dead-code revival options; uniform prior over codes",
-                kernel_ops=("vq_nearest",))
+                kernel_ops=lambda o: ("vq_nearest", *decoder_ops(o)))
 class VQVAE(nn.Module):
     sample_description = "decoder mean of p(x|z), codes drawn from a uniform prior"
     representation_kind = "pre-quantisation"
@@ -273,7 +277,7 @@ class VQVAE(nn.Module):
         self.revive_after = options.revive_after
         self.likelihood = make_likelihood(options, data_info)
         self.encoder, self.decoder, self.latent_shape = build_vq_nets(
-            options, shape, self.likelihood.out_channels(shape[0]))
+            options, shape, self.likelihood.out_channels(shape[0]), backend)
         self.init_codebook(options.codebook_size, options.code_dim)
 
     def init_codebook(self, k: int, d: int) -> None:
@@ -300,7 +304,8 @@ class VQVAE(nn.Module):
         return math.prod(self.latent_shape) // self.codebook.shape[1]
 
     def kernel_backends(self) -> dict[str, str]:
-        return {"vq_nearest": resolve_backend("vq_nearest", self.backend, self.codebook.device)}
+        return {"vq_nearest": resolve_backend("vq_nearest", self.backend, self.codebook.device),
+                **conv_transpose_backends(self)}
 
     # -- encoding and quantisation
 

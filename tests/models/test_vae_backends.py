@@ -25,7 +25,8 @@ def test_training_step_matches_between_backends(arch, likelihood, objective):
     for backend in ("triton", "torch"):
         torch.manual_seed(0)
         model = VAE(VAEOptions(arch=arch, likelihood=likelihood, hidden=64, channels=8), data.info, backend)
-        assert model.kernel_backends() == {"reparam_kl": backend}
+        conv_ops = {"conv_transpose2d": backend} if arch == "conv" else {}
+        assert model.kernel_backends() == {"reparam_kl": backend, **conv_ops}
         terms = elbo_loss(model, x, objective, torch.Generator().manual_seed(1))
         terms["loss"].backward()
         results[backend] = (terms, {n: p.grad.clone() for n, p in model.named_parameters()})

@@ -204,14 +204,15 @@ def test_backends_give_the_same_indices(digits):
     for backend in ("torch", "triton"):
         torch.manual_seed(0)
         model = VQVAE(VQVAEOptions(**SMALL), digits.info, backend).eval()
-        assert model.kernel_backends() == {"vq_nearest": backend}
+        assert model.kernel_backends() == {"vq_nearest": backend, "conv_transpose2d": backend}
         with torch.no_grad():
             results[backend] = model.code_indices(digits.test.x[:8])  # 128 vectors, K=16
     assert torch.equal(results["torch"], results["triton"])
 
 
 def test_auto_backend_on_cpu_is_torch(digits):
-    assert VQVAE(VQVAEOptions(**SMALL), digits.info).kernel_backends() == {"vq_nearest": "torch"}
+    backends = VQVAE(VQVAEOptions(**SMALL), digits.info).kernel_backends()
+    assert backends == {"vq_nearest": "torch", "conv_transpose2d": "torch"}
 
 
 # ----------------------------------------------------------------------------- training
