@@ -24,18 +24,20 @@ from tabulate import tabulate
 
 from genbench.errors import GenbenchError
 from genbench.harness.store import RESULTS_FILE, append_records, read_records
-from genbench.kernelbench import reparam_kl, vq  # noqa: F401  (register the ops' benchmarks)
+from genbench.kernelbench import conv_transpose, reparam_kl, train_step, vq  # noqa: F401  (register the benchmarks)
 from genbench.kernelbench.base import BENCHES, MODES
 
 CONVENTIONS = (
     "Times: triton.testing.do_bench median [q20, q80] in µs, cold L2 (flushed between reps); "
     "`graph µs` is do_bench_cudagraph (hot cache), taken for kernels under 20 µs. "
     "GB/s from the bytes the op must move; `%copy` = that over the device-to-device copy "
-    "bandwidth measured in the same run. `vs eager`/`vs compile` = their time / triton's time "
-    "(> 1: triton faster). Peak memory: max_memory_allocated over one forward+backward "
-    "(forward-only ops: one forward). Ops with a FLOP count also show TFLOP/s from useful "
-    "FLOPs only and `%peak` = that over torch.matmul (8192^3, the case's dtype; fp32 without "
-    "TF32) measured in the same run; a `failed:` time is a provider that errored (e.g. out of memory)."
+    "bandwidth measured in the same run. `vs <provider>` (on triton's rows) = that provider's time / "
+    "triton's time for the same case and mode (> 1: triton faster). Peak memory: "
+    "max_memory_allocated over one forward+backward (forward-only ops: one forward; train_step: one "
+    "training step). Ops with a FLOP count also show TFLOP/s from useful FLOPs only and `%peak` = that "
+    "over torch.matmul (8192^3, the case's dtype; fp32 under the case's TF32 setting, `tf32=on|off` in "
+    "the case, else without TF32) measured in the same run. Benches of whole training steps show "
+    "examples/s instead of GB/s. A `failed:` time is a provider that errored (e.g. out of memory)."
 )
 
 
@@ -72,11 +74,21 @@ def run_benchmarks(ops: list[str] | None, out_root: Path, progress=print) -> Pat
     return out
 
 
+# Column order of the timing table; `vs <provider>` columns follow %peak, then peak MiB.
+COLUMNS = ("op", "case", "mode", "provider", "median µs", "[q20, q80] µs", "graph µs", "GB/s", "%copy",
+           "examples/s", "TFLOP/s", "%peak")
+
+
 def timing_table(records: list[dict[str, Any]]) -> str:
+    """One row per (op, case, mode, provider). The triton row of a case shows `vs <p>` =
+    p's median time / triton's for every other provider p of that case and mode (blank
+    where p failed). GB/s and %copy where the op declares bytes; examples/s where it
+    declares examples per call; TFLOP/s and %peak where it declares FLOPs."""
     frame = pd.DataFrame.from_records(records)
     times = frame[frame["metric"].str.endswith("/time")].copy()
     times["mode"] = times["metric"].str.removesuffix("/time")
     key = ["model", "dataset", "mode"]
+    providers = list(dict.fromkeys(times["objective"]))  # in record order: bench_records writes the bench's order
     rows = []
     for _, r in times.sort_values(key + ["objective"]).iterrows():
         p = r["provenance"]
@@ -84,18 +96,25 @@ def timing_table(records: list[dict[str, Any]]) -> str:
             rows.append({"op": r["model"], "case": r["dataset"], "mode": r["mode"], "provider": r["objective"],
                          "median µs": "failed: " + str(p.get("error", ""))[:60]})
             continue
-        same = times[(times[key] == r[key]).all(axis=1)].set_index("objective")["value"].dropna()
+        same = times[(times[key] == r[key]).all(axis=1)].set_index("objective")["value"]
+        seconds = r["value"] * 1e-3
         row = {"op": r["model"], "case": r["dataset"], "mode": r["mode"], "provider": r["objective"],
                "median µs": f"{1e3 * r['value']:.1f}", "[q20, q80] µs": f"[{1e3 * p['q20_ms']:.1f}, {1e3 * p['q80_ms']:.1f}]",
-               "graph µs": f"{1e3 * p['cudagraph_ms']:.1f}" if p.get("cudagraph_ms") else "",
-               "GB/s": f"{p['bytes'] / (r['value'] * 1e-3) / 1e9:.0f}", "%copy": f"{100 * p['fraction_of_copy_bw']:.0f}"}
+               "graph µs": f"{1e3 * p['cudagraph_ms']:.1f}" if p.get("cudagraph_ms") else ""}
+        if p.get("bytes") is not None:  # ops that declare the bytes they must move
+            row["GB/s"] = f"{p['bytes'] / seconds / 1e9:.0f}"
+            row["%copy"] = f"{100 * p['fraction_of_copy_bw']:.0f}" if p.get("fraction_of_copy_bw") is not None else ""
+        if p.get("examples"):  # benches that declare examples per call (a training step)
+            row["examples/s"] = f"{p['examples'] / seconds:.0f}"
         if p.get("flops"):  # ops that declare a FLOP count
-            tflops = p["flops"] / (r["value"] * 1e-3) / 1e12
+            tflops = p["flops"] / seconds / 1e12
             row["TFLOP/s"] = f"{tflops:.1f}"
             row["%peak"] = f"{100 * tflops / p['matmul_peak_tflops']:.0f}" if p.get("matmul_peak_tflops") else ""
         if r["objective"] == "triton":
-            for base in ("eager", "compile"):
-                row[f"vs {base}"] = f"{same[base] / r['value']:.2f}x" if base in same else ""
+            for base in providers:
+                if base != "triton" and base in same.index:
+                    value = same[base]
+                    row[f"vs {base}"] = "" if pd.isna(value) else f"{value / r['value']:.2f}x"
         rows.append(row)
     # Peak memory is recorded for one mode per op (fwd_bwd, or fwd for forward-only ops).
     peak = frame[frame["metric"].str.endswith("/peak_memory")]
@@ -106,7 +125,11 @@ def timing_table(records: list[dict[str, Any]]) -> str:
         if key in mem or row["mode"] == "fwd_bwd":
             peak = mem.get(key)
             row["peak MiB"] = "" if peak is None or pd.isna(peak) else f"{peak / 2**20:.1f}"
-    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+    table = pd.DataFrame(rows)
+    ratios = [f"vs {b}" for b in providers if f"vs {b}" in table.columns]
+    order = [c for c in COLUMNS if c in table.columns] + ratios + [c for c in ("peak MiB",) if c in table.columns]
+    table = table[order + [c for c in table.columns if c not in order]]
+    return tabulate(table.fillna(""), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 
 def save_baseline(results_dir: Path, name: str) -> Path:

@@ -4,13 +4,18 @@ Conventions (printed with every table):
 - Times: triton.testing.do_bench (warm-up and repetitions in ms; L2 flushed between
   repetitions, i.e. cold cache): median with 20/80 quantiles. For kernels under 20 µs a
   CUDA-graph figure (do_bench_cudagraph, hot cache) is recorded beside it.
-- GB/s from the bytes the op must move (inputs read + outputs written, counted
-  analytically per op), and as a fraction of the device-to-device copy bandwidth
-  measured in the same process.
+- GB/s (ops that declare `bytes_moved`) from the bytes the op must move (inputs read +
+  outputs written, counted analytically per op), and as a fraction of the
+  device-to-device copy bandwidth measured in the same process.
+- examples/s (benches that declare `examples`, e.g. a whole training step): examples
+  processed per call over the median time.
 - TFLOP/s (ops that declare `flops`): useful FLOPs only, counted analytically per op,
   and as a fraction of the matmul peak measured in the same process: torch.matmul of two
-  8192 x 8192 matrices in the case's dtype (fp16/bf16: tensor cores; fp32: under torch's
-  TF32 setting, off by default, so the fp32 SIMT peak), cached per dtype.
+  8192 x 8192 matrices in the case's dtype (fp16/bf16: tensor cores). fp32: under the
+  case's TF32 setting where the case declares one (`Case.allow_tf32`, e.g. an op whose
+  kernel and cuDNN follow torch.backends.cudnn.allow_tf32: the TF32 tensor-core peak),
+  else under torch's matmul TF32 flag as it stands (off by default: the fp32 SIMT peak).
+  Cached per (dtype, TF32 flag); the records say which flag the peak was measured under.
 - Peak memory: torch.cuda.max_memory_allocated during one run of the op's last mode
   (forward+backward by default; forward for forward-only ops), above what was allocated
   before it.
@@ -40,10 +45,20 @@ MATMUL_PEAK_SIZE = 8192  # square matmul timed for the compute peak
 class Case:
     shape: dict[str, int]  # named sizes, e.g. {"B": 64, "D": 16}
     dtype: torch.dtype
+    variant: str = ""  # what the sizes do not say, e.g. "channels_last"; shown in the label
+    # fp32 cases whose providers may use TF32 tensor cores: whether they do (the %peak
+    # matmul is then measured under the same setting). None: not applicable; the matmul
+    # peak runs under torch's matmul TF32 flag as it stands.
+    allow_tf32: bool | None = None
 
     @property
     def label(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.shape.items())
+        parts = [f"{k}={v}" for k, v in self.shape.items()]
+        if self.variant:
+            parts.append(self.variant)
+        if self.allow_tf32 is not None:
+            parts.append(f"tf32={'on' if self.allow_tf32 else 'off'}")
+        return ",".join(parts)
 
     @property
     def dtype_name(self) -> str:
@@ -52,13 +67,18 @@ class Case:
 
 @dataclass
 class Workload:
-    """Callables timing one provider on one case; backward reuses one retained graph.
-    Forward-only ops (OpBench.modes == ("fwd",)) leave backward and forward_backward None."""
+    """Callables timing one provider on one case, one per mode: "fwd" -> forward, "bwd" ->
+    backward (reusing one retained graph), "fwd_bwd" -> forward_backward. A bench leaves
+    None what it does not have: forward-only ops (OpBench.modes == ("fwd",)) backward and
+    forward_backward; a whole training step (modes ("fwd_bwd",)) forward and backward.
+    `provenance` is added to every record of this workload (e.g. the kernel backends a
+    model resolved, a flag the provider ran under)."""
 
-    forward: Callable[[], Any]
+    forward: Callable[[], Any] | None = None
     backward: Callable[[], Any] | None = None
     forward_backward: Callable[[], Any] | None = None
     grad_to_none: list[torch.Tensor] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def by_mode(self, mode: str) -> Callable[[], Any]:
         fn = {"fwd": self.forward, "bwd": self.backward, "fwd_bwd": self.forward_backward}[mode]
@@ -71,12 +91,19 @@ class Workload:
 class OpBench:
     op: str
     cases: Callable[[], list[Case]]
-    providers: dict[str, Callable[[Case], Workload]]  # provider name -> workload builder
-    bytes_moved: Callable[[Case, str], int]  # case, mode -> bytes that must move
+    providers: dict[str, Callable[[Case], Workload]]  # provider name -> workload builder ("triton" first)
+    # case, mode -> bytes that must move (GB/s and %copy columns); None where bandwidth
+    # means nothing (a whole training step)
+    bytes_moved: Callable[[Case, str], int] | None
     check: Callable[[], list[dict[str, Any]]]  # interpreter correctness rows (CPU)
-    baseline_providers: tuple[str, ...] = ("eager", "compile")  # ratios are ours / these
+    # Unused by the table, which shows `vs <provider>` for every other provider of a case.
+    baseline_providers: tuple[str, ...] = ("eager", "compile")
     modes: tuple[str, ...] = MODES  # what the op has: ("fwd",) for a forward-only op
     flops: Callable[[Case, str], int] | None = None  # case, mode -> useful FLOPs (TFLOP/s columns)
+    examples: Callable[[Case], int] | None = None  # case -> examples per call (examples/s column)
+    # Extra keyword arguments of triton.testing.do_bench (e.g. a longer `rep` for calls of
+    # tens of ms, so the median has enough samples); None: time_ms's defaults.
+    do_bench_options: dict[str, Any] | None = None
 
     @property
     def peak_memory_mode(self) -> str:
@@ -91,10 +118,12 @@ def gpu_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
 
 
-def time_ms(fn: Callable[[], Any], grad_to_none: list[torch.Tensor]) -> dict[str, float]:
+def time_ms(fn: Callable[[], Any], grad_to_none: list[torch.Tensor], warmup: float = 25,
+            rep: float = 100) -> dict[str, float]:
+    """do_bench median and 20/80 quantiles in ms (warmup and rep: do_bench's, in ms)."""
     import triton.testing
 
-    median, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
+    median, q20, q80 = triton.testing.do_bench(fn, warmup=warmup, rep=rep, grad_to_none=grad_to_none,
                                                quantiles=QUANTILES)
     return {"median": median, "q20": q20, "q80": q80}
 
@@ -116,13 +145,40 @@ def copy_bandwidth_gbps(device: torch.device) -> float:
     return 2 * COPY_BYTES / (ms * 1e-3) / 1e9
 
 
+def peak_tf32_flag(dtype: torch.dtype, allow_tf32: bool | None = None) -> bool | None:
+    """The TF32 flag a matmul peak for `dtype` is measured (and cached) under: None for
+    fp16/bf16 (it does not apply); for fp32 the given flag, else torch's matmul flag now."""
+    if dtype != torch.float32:
+        return None
+    return bool(torch.backends.cuda.matmul.allow_tf32) if allow_tf32 is None else bool(allow_tf32)
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, allow_tf32: bool | None = None) -> float:
+    """TFLOP/s of torch.matmul on two MATMUL_PEAK_SIZE^2 matrices in `dtype` (do_bench
+    median), fp32 under torch.backends.cuda.matmul.allow_tf32 = `allow_tf32` (None: the
+    flag as it stands), which is restored afterwards. Cached per (device, dtype, flag)."""
+    return _matmul_peak_tflops(device, dtype, peak_tf32_flag(dtype, allow_tf32))
+
+
 @functools.cache
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
-    """TFLOP/s of torch.matmul on two MATMUL_PEAK_SIZE^2 matrices in `dtype` (do_bench median)."""
+def _matmul_peak_tflops(device: torch.device, dtype: torch.dtype, allow_tf32: bool | None) -> float:
     n = MATMUL_PEAK_SIZE
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    ms = time_ms(lambda: torch.matmul(a, b), [])["median"]
+    previous = torch.backends.cuda.matmul.allow_tf32
+    try:
+        if allow_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        ms = time_ms(lambda: torch.matmul(a, b), [])["median"]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
     return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def case_peak(device: torch.device, case: Case) -> float:
+    """The matmul peak a case's %peak divides by: its dtype, under its TF32 setting."""
+    if case.allow_tf32 is None:  # torch's flag as it stands (the call of benches without a TF32 setting)
+        return matmul_peak_tflops(device, case.dtype)
+    return matmul_peak_tflops(device, case.dtype, allow_tf32=case.allow_tf32)
 
 
 def peak_memory_bytes(workload: Workload, device: torch.device, mode: str = "fwd_bwd") -> int:
@@ -134,58 +190,80 @@ def peak_memory_bytes(workload: Workload, device: torch.device, mode: str = "fwd
     return int(torch.cuda.max_memory_allocated(device) - before)
 
 
-def compute_provenance(prov: dict, flops: int, ms: float, peak: float) -> float:
-    """Add FLOPs, TFLOP/s and the fraction of the same-dtype matmul peak to prov; return TFLOP/s."""
+def compute_provenance(prov: dict, flops: int, ms: float, peak: float, case: Case | None = None) -> float:
+    """Add FLOPs, TFLOP/s and the fraction of the same-dtype matmul peak to prov; return TFLOP/s.
+    `matmul_allow_tf32`: the TF32 flag the peak's matmul ran under (None for fp16/bf16)."""
     tflops = flops / (ms * 1e-3) / 1e12
+    flag = peak_tf32_flag(case.dtype, case.allow_tf32) if case is not None \
+        else bool(torch.backends.cuda.matmul.allow_tf32)
     prov.update({"flops": flops, "tflops": tflops, "matmul_peak_tflops": peak,
-                 "fraction_of_matmul_peak": tflops / peak,
-                 "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32)})
+                 "fraction_of_matmul_peak": tflops / peak, "matmul_allow_tf32": flag})
     return tflops
 
 
 def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=lambda s: None) -> list[dict]:
     """Time every case x provider x mode of one op; return result records."""
-    copy_gbps = copy_bandwidth_gbps(device)
+    copy_gbps = copy_bandwidth_gbps(device) if bench.bytes_moved is not None else None
     env = environment_fields(device)
     cases = bench.cases()
-    # Peaks first, while the device is empty (cached per dtype across ops).
-    peaks = {c.dtype: matmul_peak_tflops(device, c.dtype) for c in cases} if bench.flops else {}
+    # Peaks first, while the device is empty (cached per dtype and TF32 flag across ops).
+    peaks = {(c.dtype, c.allow_tf32): case_peak(device, c) for c in cases} if bench.flops else {}
     records = []
     for case in cases:
         for provider, build in bench.providers.items():
             progress(f"{bench.op} {case.label} {case.dtype_name} {provider}")
-            workload = build(case)
             common = {**env, "run_id": json_hash([bench.op, case.label, case.dtype_name, provider]),
                       "attempt": attempt, "suite": "kernels", "model": bench.op, "objective": provider,
                       "dataset": f"{case.label},{case.dtype_name}", "seed": 0, "backend": provider,
                       "precision": case.dtype_name}
+            try:
+                workload = build(case)  # builders may warm up (compile, autotune): that can fail too
+            except Exception as exc:  # every mode recorded as failed, never dropped
+                error = {"error": f"{type(exc).__name__}: {exc}"[:300], "failed_in": "workload build"}
+                records += [make_record(common, f"{mode}/time", None, "ms", None, error) for mode in bench.modes]
+                torch.cuda.empty_cache()
+                continue
+            extra = dict(workload.provenance)
+            if case.allow_tf32 is not None:
+                extra["case_allow_tf32"] = case.allow_tf32
             for mode in bench.modes:
                 try:
-                    t = time_ms(workload.by_mode(mode), workload.grad_to_none)
+                    t = time_ms(workload.by_mode(mode), workload.grad_to_none, **(bench.do_bench_options or {}))
                 except Exception as exc:  # recorded as a failed measurement, never dropped
                     records.append(make_record(common, f"{mode}/time", None, "ms", None,
-                                               {"error": f"{type(exc).__name__}: {exc}"[:300]}))
+                                               {"error": f"{type(exc).__name__}: {exc}"[:300], **extra}))
                     continue
-                moved = bench.bytes_moved(case, mode)
-                gbps = moved / (t["median"] * 1e-3) / 1e9
-                prov = {"q20_ms": t["q20"], "q80_ms": t["q80"], "bytes": moved,
-                        "copy_bandwidth_gbps": copy_gbps, "fraction_of_copy_bw": gbps / copy_gbps,
-                        "method": "triton.testing.do_bench, cold L2, median"}
+                prov = {"q20_ms": t["q20"], "q80_ms": t["q80"], "method": "triton.testing.do_bench, cold L2, median",
+                        **extra}
+                gbps = None
+                if bench.bytes_moved is not None:
+                    moved = bench.bytes_moved(case, mode)
+                    gbps = moved / (t["median"] * 1e-3) / 1e9
+                    prov.update({"bytes": moved, "copy_bandwidth_gbps": copy_gbps,
+                                 "fraction_of_copy_bw": gbps / copy_gbps})
+                rate = None
+                if bench.examples is not None:
+                    prov["examples"] = bench.examples(case)
+                    rate = prov["examples"] / (t["median"] * 1e-3)
                 if t["median"] < CUDAGRAPH_BELOW_MS:
                     prov["cudagraph_ms"], prov["cudagraph_error"] = cudagraph_ms(workload.by_mode(mode))
                 tflops = None
                 if bench.flops is not None:
-                    tflops = compute_provenance(prov, bench.flops(case, mode), t["median"], peaks[case.dtype])
+                    tflops = compute_provenance(prov, bench.flops(case, mode), t["median"],
+                                                peaks[(case.dtype, case.allow_tf32)], case)
                 records.append(make_record(common, f"{mode}/time", t["median"], "ms", None, prov))
-                records.append(make_record(common, f"{mode}/bandwidth", gbps, "GB/s", None, prov))
+                if gbps is not None:
+                    records.append(make_record(common, f"{mode}/bandwidth", gbps, "GB/s", None, prov))
+                if rate is not None:
+                    records.append(make_record(common, f"{mode}/examples_per_second", rate, "examples/s", None, prov))
                 if tflops is not None:
                     records.append(make_record(common, f"{mode}/throughput", tflops, "TFLOP/s", None, prov))
             peak_mode = bench.peak_memory_mode
             try:
                 peak = peak_memory_bytes(workload, device, peak_mode)
-                prov = {"measured": "max_memory_allocated above baseline"}
+                prov = {"measured": "max_memory_allocated above baseline", **extra}
             except Exception as exc:
-                peak, prov = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                peak, prov = None, {"error": f"{type(exc).__name__}: {exc}"[:300], **extra}
             records.append(make_record(common, f"{peak_mode}/peak_memory", peak, "bytes", None, prov))
             del workload
             torch.cuda.empty_cache()  # a provider that ran out of memory leaves the next one room

@@ -28,39 +28,56 @@ def global_grad_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
+class SingleStep:
+    """One optimiser step on one objective: Adam, autocast for bf16/fp16, a gradient scaler
+    for fp16. `backward` computes the loss terms and gradients; `apply` steps the
+    optimiser (the loop checks for divergence in between)."""
+
+    def __init__(self, model, loss_fn: Callable, run_config, device: torch.device):
+        cfg = run_config
+        self.model, self.loss_fn, self.device = model, loss_fn, device
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        self.amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+    def backward(self, x: torch.Tensor, step: int) -> tuple[dict, float, float]:
+        """(loss terms, loss, global gradient norm after unscaling) for batch x at `step`."""
+        amp = self.amp_dtype
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            terms = self.loss_fn(x, step)
+        self.optimiser.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["loss"]).backward()
+        self.scaler.unscale_(self.optimiser)
+        return terms, float(terms["loss"].detach()), float(global_grad_norm(self.model))
+
+    def apply(self) -> bool:
+        """Step the optimiser; True when the fp16 scaler skipped the step (inf/NaN gradients)."""
+        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+        return scale_before is not None and self.scaler.get_scale() < scale_before
+
+
 def train_single_objective(model, loss_fn: Callable, batches, run_config, device: torch.device,
                            log: Callable[[int, dict[str, float]], None], progress: bool = True) -> TrainOutcome:
     """Train `model` for run_config.steps; `loss_fn(x, step)` returns the objective's
     LossTerms (step counts from 1, for schedules such as KL warm-up or temperature
     annealing); `log(step, scalars)` receives the logged scalars."""
     cfg = run_config
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
-    amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    single = SingleStep(model, loss_fn, cfg, device)
     outcome = TrainOutcome()
     model.train()
     bar = tqdm(range(1, cfg.steps + 1), desc="train", leave=False, disable=not progress, mininterval=0.5)
     for step in bar:
         synchronize(device)
         start = time.perf_counter()
-        x = next(batches)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            terms = loss_fn(x, step)
-        optimiser.zero_grad(set_to_none=True)
-        scaler.scale(terms["loss"]).backward()
-        scaler.unscale_(optimiser)
-        grad_norm = float(global_grad_norm(model))
-        loss = float(terms["loss"].detach())
+        terms, loss, grad_norm = single.backward(next(batches), step)
         reason = divergence(loss, grad_norm, cfg.precision)
         if reason:
             outcome.diverged, outcome.diverged_step, outcome.diverged_reason = True, step, reason
             log(step, {"loss": loss, "grad_norm": grad_norm})
             break
-        scale_before = scaler.get_scale() if scaler.is_enabled() else None
-        scaler.step(optimiser)
-        scaler.update()
-        if scale_before is not None and scaler.get_scale() < scale_before:
-            outcome.skipped_steps += 1
+        outcome.skipped_steps += single.apply()
         synchronize(device)
         outcome.step_seconds.append(time.perf_counter() - start)
         if step == 1 or step % cfg.log_every == 0 or step == cfg.steps:

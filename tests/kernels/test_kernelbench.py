@@ -195,3 +195,406 @@ def test_bench_records_for_a_forward_only_op_with_flops(monkeypatch):
     assert by[("eager", "fwd/peak_memory")]["value"] is None
     for r in records:
         validate_record(r)
+
+
+# ----------------------------------------------------------------------------- conv_transpose2d
+
+
+def conv_record(provider, mode, ms, op="conv_transpose2d", case="B=128,C_in=512,C_out=256,H=8,W=8,k=4,s=2,p=1,bf16",
+                metric="time"):
+    r = record(provider, mode, ms, case=case, metric=metric)
+    r["model"], r["precision"] = op, "bf16"
+    if metric == "time":
+        r["provenance"].update({"flops": 2 * 10**9, "matmul_peak_tflops": 800.0})  # 200 TFLOP/s at 10 µs
+    return r
+
+
+def header(table: str) -> list[str]:
+    return [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+
+
+def row_of(table: str, provider: str, mode: str = "fwd", op: str | None = None) -> dict[str, str]:
+    names = header(table)
+    for line in table.splitlines()[2:]:
+        cells = dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+        if cells["provider"] == provider and cells["mode"] == mode and (op is None or cells["op"] == op):
+            return cells
+    raise AssertionError(f"no {provider}/{mode} row in\n{table}")
+
+
+def test_conv_transpose_benches_are_registered_with_their_providers_and_modes():
+    from genbench.kernelbench import BENCHES
+
+    plain, epilogue, bn = (BENCHES.get(n) for n in ("conv_transpose2d", "conv_transpose2d_epilogue", "conv_transpose2d_bn"))
+    assert list(plain.providers) == ["triton", "cudnn", "cudnn_tuned"] and plain.modes == ("fwd", "bwd", "fwd_bwd")
+    assert list(epilogue.providers) == ["triton", "eager", "compile"] and epilogue.modes == ("fwd", "bwd", "fwd_bwd")
+    assert list(bn.providers) == ["triton", "eager", "compile"] and bn.modes == ("fwd",)
+    assert all(b.flops is not None and b.bytes_moved is not None for b in (plain, epilogue, bn))
+
+
+def test_conv_transpose_cases_cover_the_layers_layouts_and_dtypes():
+    from genbench.kernelbench.conv_transpose import (
+        CHANNELS_LAST,
+        LAYERS,
+        MAIN_LAYERS,
+        activation_of,
+        bn_cases,
+        cases,
+        layer,
+    )
+
+    all_cases = cases()
+    assert len(all_cases) == len(LAYERS) + 2 * len(MAIN_LAYERS)
+    keys = [(c.label, c.dtype_name) for c in all_cases]
+    assert len(set(keys)) == len(keys)  # every case is its own record key
+    bf16 = [c for c in all_cases if c.dtype == torch.bfloat16]
+    assert {layer(c) for c in bf16 if not c.variant} == set(LAYERS)
+    assert {layer(c) for c in bf16 if c.variant == CHANNELS_LAST} == set(MAIN_LAYERS)
+    fp32 = [c for c in all_cases if c.dtype == torch.float32]
+    assert {layer(c) for c in fp32} == set(MAIN_LAYERS)
+    assert all(c.allow_tf32 == torch.backends.cudnn.allow_tf32 for c in fp32)  # the flag cuDNN follows
+    assert all(c.allow_tf32 is None for c in bf16)
+    nchw = next(c for c in bf16 if layer(c) == (128, 512, 256, 8) and not c.variant)
+    cl = next(c for c in bf16 if layer(c) == (128, 512, 256, 8) and c.variant)
+    assert nchw.label == "B=128,C_in=512,C_out=256,H=8,W=8,k=4,s=2,p=1"
+    assert cl.label == nchw.label + ",channels_last"
+    f32 = next(c for c in fp32 if layer(c) == (128, 512, 256, 8))
+    assert f32.label == nchw.label + f",tf32={'on' if torch.backends.cudnn.allow_tf32 else 'off'}"
+    assert [activation_of(c) for c in all_cases if layer(c) == (128, 64, 3, 32)] == ["tanh"]
+    assert {activation_of(c) for c in all_cases if layer(c) != (128, 64, 3, 32)} == {"relu"}
+    assert all(layer(c) != (128, 64, 3, 32) for c in bn_cases())  # the output layer has no BatchNorm
+    assert len(bn_cases()) == len(all_cases) - 1
+
+
+def test_case_label_shows_variant_and_tf32_only_when_set():
+    assert Case({"B": 2}, torch.float32).label == "B=2"
+    assert Case({"B": 2}, torch.float32, "channels_last").label == "B=2,channels_last"
+    assert Case({"B": 2}, torch.float32, allow_tf32=False).label == "B=2,tf32=off"
+    assert Case({"B": 2}, torch.float32, "x", True).label == "B=2,x,tf32=on"
+
+
+def brute_force_useful_macs(b, c_in, c_out, h, w, k, s, p, op) -> int:
+    """(input position, tap) pairs whose output position lies in the output, counted one by one."""
+    h_out, w_out = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
+    pairs = sum(1 for i in range(h) for j in range(w) for kh in range(k) for kw in range(k)
+                if 0 <= i * s - p + kh < h_out and 0 <= j * s - p + kw < w_out)
+    return b * c_in * c_out * pairs
+
+
+def zero_inserted_products(h, w, k, s, p, op) -> tuple[int, int]:
+    """(nonzero, all) per-channel-pair products of the explicit zero-inserted formulation:
+    insert s-1 zeros between input elements, pad by k-1-p (plus output_padding at the end),
+    then a dense k x k convolution. Only products with a real input element are useful."""
+    import torch.nn.functional as F
+
+    real = torch.zeros(1, 1, (h - 1) * s + 1, (w - 1) * s + 1, dtype=torch.float64)
+    real[..., ::s, ::s] = 1.0  # 1 where an input element sits, 0 at inserted zeros
+    e = k - 1 - p
+    real = F.pad(real, (e, e + op, e, e + op))  # padding zeros are not useful either
+    hits = F.conv2d(real, torch.ones(1, 1, k, k, dtype=torch.float64))  # per output: taps on real elements
+    return int(hits.sum()), hits.numel() * k * k
+
+
+@pytest.mark.parametrize("h, w, k, s, p, op", [(8, 8, 4, 2, 1, 0), (5, 3, 4, 2, 1, 1), (4, 7, 3, 2, 0, 1),
+                                              (3, 5, 5, 1, 2, 0), (6, 6, 3, 2, 1, 1)])
+def test_useful_macs_match_a_brute_force_count_of_nonzero_products(h, w, k, s, p, op):
+    from genbench.baselines.conv_transpose import useful_macs
+
+    b, c_in, c_out = 2, 3, 5
+    useful = useful_macs(b, c_in, c_out, (h, w), (k, k), (s, s), (p, p), (op, op))
+    assert useful == brute_force_useful_macs(b, c_in, c_out, h, w, k, s, p, op)
+    nonzero, dense = zero_inserted_products(h, w, k, s, p, op)
+    assert useful == b * c_in * c_out * nonzero
+    if s == 2:
+        assert dense > 3 * nonzero  # stride 2: about 3/4 of the zero-inserted products multiply a zero
+
+
+def test_conv_transpose_flops_count_useful_macs_forward_dgrad_and_wgrad():
+    from genbench.kernelbench.conv_transpose import flops, layer_case
+
+    case = layer_case(128, 512, 256, 8, torch.bfloat16)
+    # k4 s2 p1 on 8 px: 8 inputs x 4 taps, less the 2 taps that land outside 16 outputs = 30 per axis
+    macs = 128 * 512 * 256 * 30 * 30
+    assert flops(case, "fwd") == 2 * macs
+    assert flops(case, "bwd") == 2 * flops(case, "fwd")  # input gradient + weight gradient
+    assert flops(case, "fwd_bwd") == 3 * flops(case, "fwd")
+
+
+def test_conv_transpose_bytes_moved_follow_the_docstring_formulas():
+    from genbench.kernelbench import BENCHES
+    from genbench.kernelbench.conv_transpose import layer_case
+
+    case = layer_case(2, 3, 5, 4, torch.bfloat16)  # y: 2 x 5 x 8 x 8
+    x, y, wt = 2 * 3 * 4 * 4, 2 * 5 * 8 * 8, 3 * 5 * 16
+    plain, epilogue, bn = (BENCHES.get(n).bytes_moved for n in ("conv_transpose2d", "conv_transpose2d_epilogue",
+                                                                  "conv_transpose2d_bn"))
+    assert plain(case, "fwd") == (x + wt + y) * 2 + 5 * 2
+    assert plain(case, "bwd") == (y + 2 * x + 2 * wt) * 2 + 5 * 2  # dy, x, W read; dx, dW, db written
+    assert plain(case, "fwd_bwd") == plain(case, "fwd") + plain(case, "bwd")
+    assert epilogue(case, "fwd") == plain(case, "fwd")  # the fused epilogue writes y once
+    assert epilogue(case, "bwd") == plain(case, "bwd") + y * 2  # y read for the activation's derivative
+    assert bn(case, "fwd") == (x + wt + y) * 2 + 2 * 5 * 4  # no bias; fp32 scale and shift
+
+
+def test_timing_table_ratio_columns_follow_each_ops_providers():
+    conv = [conv_record("triton", "fwd", 0.010), conv_record("cudnn", "fwd", 0.015)]
+    table = timing_table(conv)
+    assert "vs cudnn" in header(table) and "vs eager" not in header(table) and "vs compile" not in header(table)
+    assert row_of(table, "triton")["vs cudnn"] == "1.50x"
+    assert "vs cudnn" not in row_of(table, "cudnn") or row_of(table, "cudnn")["vs cudnn"] == ""
+    # old ops keep their columns, in their old order; mixed tables give each op its own ratios
+    old = [record("triton", "fwd", 0.010), record("eager", "fwd", 0.025), record("compile", "fwd", 0.012),
+           record("triton", "fwd_bwd", 0.02), record("triton", "fwd_bwd", 3.0, metric="peak_memory")]
+    assert header(timing_table(old)) == ["op", "case", "mode", "provider", "median µs", "[q20, q80] µs", "graph µs",
+                                         "GB/s", "%copy", "vs eager", "vs compile", "peak MiB"]
+    mixed = timing_table(old + conv)
+    assert header(mixed)[-4:] == ["vs eager", "vs compile", "vs cudnn", "peak MiB"]
+    assert row_of(mixed, "triton", op="reparam_kl")["vs eager"] == "2.50x"
+    assert row_of(mixed, "triton", op="reparam_kl")["vs cudnn"] == ""
+    conv_row = row_of(mixed, "triton", op="conv_transpose2d")
+    assert conv_row["vs cudnn"] == "1.50x" and conv_row["vs eager"] == "" and conv_row["TFLOP/s"] == "200.0"
+
+
+def test_timing_table_epilogue_op_compares_with_eager_and_compile():
+    op = "conv_transpose2d_epilogue"
+    table = timing_table([conv_record("triton", "bwd", 0.010, op=op), conv_record("eager", "bwd", 0.013, op=op),
+                          conv_record("compile", "bwd", 0.011, op=op)])
+    row = row_of(table, "triton", mode="bwd")
+    assert row["vs eager"] == "1.30x" and row["vs compile"] == "1.10x"
+
+
+def train_record(provider, ms, metric="time"):
+    r = record(provider, "fwd_bwd", ms, case="B=128,C=3,H=64,W=64,gan-dcgan,tf32=on,fp32", metric=metric)
+    r["model"] = "train_step"
+    if metric == "time":
+        r["provenance"] = {"q20_ms": ms * 0.9, "q80_ms": ms * 1.1, "examples": 128}
+    return r
+
+
+def test_timing_table_shows_examples_per_second_and_no_bandwidth_without_bytes():
+    table = timing_table([train_record("triton", 20.0), train_record("eager", 30.0),
+                          train_record("triton", 5.0, metric="peak_memory")])
+    names = header(table)
+    assert "examples/s" in names and "GB/s" not in names and "%copy" not in names and "TFLOP/s" not in names
+    row = row_of(table, "triton", mode="fwd_bwd")
+    assert row["examples/s"] == "6400" and row["vs eager"] == "1.50x" and row["peak MiB"] == "5.0"
+    assert row_of(table, "eager", mode="fwd_bwd")["examples/s"] == f"{128 / 0.030:.0f}"
+    # beside an op with bytes, the train rows leave GB/s blank and the op's rows examples/s
+    mixed = timing_table([train_record("triton", 20.0), record("triton", "fwd", 0.01)])
+    assert "GB/s" in header(mixed) and "examples/s" in header(mixed)
+    assert row_of(mixed, "triton", mode="fwd_bwd")["GB/s"] == "" and row_of(mixed, "triton")["examples/s"] == ""
+
+
+def patch_measurements(monkeypatch, base, peaks=None, timings=None):
+    monkeypatch.setattr(base, "copy_bandwidth_gbps", lambda device: 3000.0)
+
+    def peak(device, dtype, allow_tf32=None):
+        if peaks is not None:
+            peaks.append((dtype, allow_tf32))
+        return 800.0 if allow_tf32 is None else 400.0
+
+    def time_ms(fn, grad_to_none, **options):
+        if timings is not None:
+            timings.append(options)
+        fn()
+        return {"median": 0.5, "q20": 0.4, "q80": 0.6}
+
+    monkeypatch.setattr(base, "matmul_peak_tflops", peak)
+    monkeypatch.setattr(base, "time_ms", time_ms)
+    monkeypatch.setattr(base, "peak_memory_bytes", lambda w, device, mode: (w.by_mode(mode)(), 1024)[1])
+    monkeypatch.setattr(base.torch.cuda, "empty_cache", lambda: None)
+
+
+def test_bench_records_without_bytes_with_examples_and_a_failing_build(monkeypatch):
+    from genbench.kernelbench import base
+
+    timings = []
+    patch_measurements(monkeypatch, base, timings=timings)
+    monkeypatch.setattr(base, "copy_bandwidth_gbps", lambda device: pytest.fail("no bytes: no copy peak needed"))
+
+    def broken(case):
+        raise RuntimeError("compile failed")
+
+    bench = base.OpBench(op="toy_step", cases=lambda: [Case({"B": 8}, torch.float32, "m")],
+                         providers={"triton": lambda c: base.Workload(forward_backward=lambda: None,
+                                                                      provenance={"kernel_backends": {"op": "triton"}}),
+                                    "eager": broken},
+                         bytes_moved=None, check=list, modes=("fwd_bwd",), examples=lambda c: c.shape["B"],
+                         do_bench_options={"rep": 1000})
+    records = base.bench_records(bench, torch.device("cpu"), "a")
+    by = {(r["objective"], r["metric"]): r for r in records}
+    assert set(by) == {("triton", "fwd_bwd/time"), ("triton", "fwd_bwd/examples_per_second"),
+                       ("triton", "fwd_bwd/peak_memory"), ("eager", "fwd_bwd/time")}
+    assert by[("triton", "fwd_bwd/examples_per_second")]["value"] == pytest.approx(8 / 0.5e-3)
+    assert by[("triton", "fwd_bwd/examples_per_second")]["unit"] == "examples/s"
+    prov = by[("triton", "fwd_bwd/time")]["provenance"]
+    assert "bytes" not in prov and prov["examples"] == 8 and prov["kernel_backends"] == {"op": "triton"}
+    assert by[("eager", "fwd_bwd/time")]["value"] is None
+    assert "compile failed" in by[("eager", "fwd_bwd/time")]["provenance"]["error"]
+    assert timings == [{"rep": 1000}]
+    for r in records:
+        validate_record(r)
+    assert "examples/s" in timing_table(records)
+
+
+def test_bench_records_take_the_matmul_peak_under_the_cases_tf32_setting(monkeypatch):
+    from genbench.kernelbench import base
+
+    peaks = []
+    patch_measurements(monkeypatch, base, peaks=peaks)
+    cases = [Case({"N": 1}, torch.float32, allow_tf32=True), Case({"N": 1}, torch.float32),
+             Case({"N": 1}, torch.bfloat16)]
+    bench = base.OpBench(op="toy", cases=lambda: cases, providers={"triton": lambda c: base.Workload(forward=lambda: 1)},
+                         bytes_moved=lambda c, m: 1000, check=list, modes=("fwd",), flops=lambda c, m: 10**9)
+    records = base.bench_records(bench, torch.device("cpu"), "a")
+    assert peaks == [(torch.float32, True), (torch.float32, None), (torch.bfloat16, None)]
+    times = {r["dataset"]: r["provenance"] for r in records if r["metric"] == "fwd/time"}
+    assert times["N=1,tf32=on,fp32"]["matmul_peak_tflops"] == 400.0
+    assert times["N=1,tf32=on,fp32"]["matmul_allow_tf32"] is True and times["N=1,tf32=on,fp32"]["case_allow_tf32"]
+    assert times["N=1,fp32"]["matmul_peak_tflops"] == 800.0
+    assert times["N=1,fp32"]["matmul_allow_tf32"] == bool(torch.backends.cuda.matmul.allow_tf32)
+    assert times["N=1,bf16"]["matmul_allow_tf32"] is None  # TF32 does not apply to bf16
+
+
+def test_matmul_peak_is_cached_per_tf32_flag_and_restores_torchs_flag(monkeypatch):
+    from genbench.kernelbench import base
+
+    seen = []
+    monkeypatch.setattr(base, "MATMUL_PEAK_SIZE", 4)
+    monkeypatch.setattr(base, "time_ms", lambda fn, g: (fn(), seen.append(torch.backends.cuda.matmul.allow_tf32),
+                                                         {"median": 1.0})[2])
+    before = torch.backends.cuda.matmul.allow_tf32
+    base._matmul_peak_tflops.cache_clear()
+    try:
+        cpu = torch.device("cpu")
+        base.matmul_peak_tflops(cpu, torch.float32, allow_tf32=True)
+        base.matmul_peak_tflops(cpu, torch.float32, allow_tf32=True)  # cached
+        base.matmul_peak_tflops(cpu, torch.float32, allow_tf32=False)
+        base.matmul_peak_tflops(cpu, torch.float32)  # torch's flag as it stands: same key as its value
+        base.matmul_peak_tflops(cpu, torch.bfloat16, allow_tf32=True)  # TF32 does not apply: flag left alone
+        assert seen == [True, False, before]
+        assert torch.backends.cuda.matmul.allow_tf32 == before
+    finally:
+        base._matmul_peak_tflops.cache_clear()
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_conv_transpose_checks_pass_in_the_interpreter():
+    from genbench.kernelbench import run_checks
+
+    table, ok = run_checks(["conv_transpose2d"])
+    assert ok, table
+    assert table.count("| conv_transpose2d ") == 3 and "channels_last" in table
+
+
+def tiny_case(dtype=torch.float32, variant="", allow_tf32=None):
+    from genbench.kernelbench.conv_transpose import layer_case
+
+    return layer_case(2, 3, 4, 3, dtype, variant, allow_tf32)
+
+
+@pytest.mark.parametrize("variant, tf32", [("", False), ("channels_last", False), ("", True)],
+                         ids=["nchw", "channels_last", "tf32-as-cudnn"])
+def test_conv_transpose_workloads_run_every_mode_and_agree_across_providers(variant, tf32):
+    """The workload builders at a tiny size: cuDNN's provider (the reference, CPU here) and
+    the kernel (the interpreter without CUDA) give the same forward, and every mode runs.
+    tf32: an fp32 case listed with cuDNN's TF32 flag, which the kernel is then given."""
+    from genbench.kernelbench.conv_transpose import activation_of, training_workload
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    case = tiny_case(variant=variant, allow_tf32=bool(torch.backends.cudnn.allow_tf32) if tf32 else None)
+    tolerance = {"rtol": 1e-2, "atol": 1e-2} if tf32 and device == "cuda" else {"rtol": 1e-4, "atol": 1e-5}
+    outputs = {}
+    for provider in ("triton", "cudnn", "cudnn_tuned"):
+        torch.manual_seed(0)  # same inputs for every provider
+        work = training_workload(provider, activation_of, device)(case)
+        for mode in ("fwd", "bwd", "fwd_bwd"):
+            work.by_mode(mode)()
+        x = work.grad_to_none[0]
+        assert x.is_contiguous(memory_format=torch.channels_last) == (variant == "channels_last")
+        outputs[provider] = work.forward().detach().cpu()
+        assert outputs[provider].shape == (2, 4, 6, 6)
+        assert work.provenance["activation"] == "relu" and work.provenance["memory_format"] == (variant or "contiguous")
+        assert work.provenance["cudnn_benchmark"] == (provider == "cudnn_tuned") or torch.backends.cudnn.benchmark
+    torch.testing.assert_close(outputs["triton"], outputs["cudnn"], **tolerance)
+    torch.testing.assert_close(outputs["cudnn_tuned"], outputs["cudnn"], **tolerance)
+    assert not torch.backends.cudnn.benchmark  # the tuned provider restores the global flag
+
+
+def test_conv_transpose_bn_workload_is_forward_only_and_matches():
+    from genbench.kernelbench.conv_transpose import bn_workload
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    outputs = {}
+    for provider in ("triton", "eager"):
+        torch.manual_seed(0)
+        work = bn_workload(provider, device)(tiny_case())
+        assert work.backward is None and work.forward_backward is None
+        outputs[provider] = work.forward().cpu()
+    assert (outputs["eager"] >= 0).all()
+    torch.testing.assert_close(outputs["triton"], outputs["eager"], rtol=1e-4, atol=1e-5)
+
+
+def test_workload_refuses_a_case_whose_tf32_setting_no_longer_holds(monkeypatch):
+    from genbench.kernelbench.conv_transpose import (
+        activation_of,
+        layer_case,
+        training_workload,
+    )
+
+    case = layer_case(2, 3, 4, 3, torch.float32, allow_tf32=not torch.backends.cudnn.allow_tf32)
+    with pytest.raises(GenbenchError, match="allow_tf32"):
+        training_workload("cudnn", activation_of, "cpu")(case)
+
+
+# ----------------------------------------------------------------------------- train_step
+
+
+def test_train_step_bench_is_registered_as_one_training_step_with_examples():
+    from genbench.kernelbench import BENCHES
+    from genbench.kernelbench.train_step import cases, examples
+
+    bench = BENCHES.get("train_step")
+    assert bench.modes == ("fwd_bwd",) and list(bench.providers) == ["triton", "eager"]
+    assert bench.bytes_moved is None and bench.flops is None and bench.examples is examples
+    labels = {(c.label, c.dtype_name) for c in cases()}
+    assert len(labels) == len(cases()) == 3
+    assert {c.variant for c in cases()} == {"gan-dcgan", "vae-conv"}
+    gan = next(c for c in cases() if c.variant == "gan-dcgan")
+    assert (gan.shape["B"], gan.shape["H"], gan.dtype) == (128, 64, torch.float32) and examples(gan) == 128
+    assert all(c.shape["B"] == 128 for c in cases())
+
+
+@pytest.mark.parametrize("variant, options", [("gan-dcgan", {"width": 8, "latent_dim": 8}),
+                                              ("vae-conv", {"channels": 8, "latent_dim": 4})])
+def test_train_step_runs_a_step_on_cpu_with_the_torch_backend(variant, options):
+    from genbench.kernelbench.train_step import training_step
+
+    case = Case({"B": 4, "C": 3, "H": 16, "W": 16}, torch.float32, variant)
+    ts = training_step(case, "torch", "cpu", model_options=options)
+    before = [p.detach().clone() for p in ts.model.parameters()]
+    scalars = ts.step()
+    second = ts.step()
+    assert scalars and all(torch.isfinite(torch.tensor(v)) for v in {**scalars, **second}.values())
+    assert any(not torch.equal(a, p) for a, p in zip(before, ts.model.parameters()))  # the optimiser stepped
+    assert set(ts.kernel_backends.values()) <= {"torch"}
+    if variant == "gan-dcgan":
+        assert {"d_loss", "g_loss"} <= set(scalars)  # one D step and one G step
+
+
+def test_train_step_check_compares_backends_end_to_end():
+    from genbench.kernelbench import BENCHES
+
+    rows = BENCHES.get("train_step").check()
+    assert len(rows) == 2 and all(r["ok"] for r in rows), rows
+
+
+def test_benches_do_bench_options_are_time_ms_arguments():
+    import inspect
+
+    from genbench.kernelbench import BENCHES, base
+
+    accepted = set(inspect.signature(base.time_ms).parameters) - {"fn", "grad_to_none"}
+    for name in BENCHES.names():
+        assert set(BENCHES.get(name).do_bench_options or {}) <= accepted, name
+    assert BENCHES.get("train_step").do_bench_options["rep"] >= 1000  # steps of tens of ms
