@@ -12,13 +12,13 @@ records the resolved name; nothing switches at import time.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
 
 from genbench.errors import ConfigError
+from genbench.kernels.device import interpreter_enabled
 from genbench.registry import KERNELS
 
 Backend = Literal["auto", "triton", "torch"]
@@ -31,10 +31,6 @@ class KernelOp:
     reference: Callable  # genbench.baselines.<op>: same signature as the public function
     triton: Callable | None  # the Triton-backed implementation, None until it lands
     summary: str
-
-
-def interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def resolve_backend(op: str, backend: str, device: torch.device | str) -> str:
@@ -67,8 +63,8 @@ def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
     return kernel_op.triton if resolved == "triton" else kernel_op.reference
 
 
-from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
 from genbench.kernels.conv_transpose import conv_transpose2d  # noqa: E402  (registers the op)
+from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
 from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
 
 __all__ = ["BACKENDS", "KernelOp", "conv_transpose2d", "dispatch", "resolve_backend", "reparameterize_kl",

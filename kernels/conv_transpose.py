@@ -67,18 +67,14 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from genbench.baselines.conv_transpose import (
-    apply_epilogue,
-    check_inputs,
-    fold_batchnorm,
-    output_size,
-    pair,
-)
-from genbench.baselines.conv_transpose import conv_transpose2d as reference
 from torch import nn
 from torch.nn.utils import parametrize
 
+from genbench.baselines.conv_transpose import apply_epilogue, check_inputs, fold_batchnorm, output_size, pair
+from genbench.baselines.conv_transpose import conv_transpose2d as reference
 from genbench.errors import ConfigError
+from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
 OP_NAME = "conv_transpose2d"
@@ -114,6 +110,14 @@ def _activate(v, ACT: tl.constexpr, slope):
         t = 2.0 / (tl.exp(2.0 * tl.abs(v)) + 1.0)  # exp overflow -> t = 0 -> |tanh| = 1
         v = tl.where(v < 0, t - 1.0, 1.0 - t)
     return v
+
+
+@triton.jit
+def _store_tile(ptr, b, h, w, offs_c, stride_b, stride_c, stride_h, stride_w, acc, mask_m, mask_c):
+    """acc (BLOCK_M, BLOCK_N) to a 4-D tensor at rows (b, :, h, w) and channels offs_c, in ptr's dtype."""
+    rows = ptr + b.to(tl.int64) * stride_b + h * stride_h + w * stride_w
+    tl.store(rows[:, None] + offs_c[None, :] * stride_c, acc.to(ptr.dtype.element_ty),
+             mask=mask_m[:, None] & mask_c[None, :])
 
 
 @triton.jit
@@ -182,9 +186,7 @@ def _conv_transpose_fwd_kernel(
     if HAS_SHIFT:
         acc = acc + tl.load(shift_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
     acc = _activate(acc, ACT, slope)
-    y_rows = y_ptr + b.to(tl.int64) * stride_yb + oh * stride_yh + ow * stride_yw
-    tl.store(y_rows[:, None] + offs_n[None, :] * stride_yc, acc.to(y_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    _store_tile(y_ptr, b, oh, ow, offs_n, stride_yb, stride_yc, stride_yh, stride_yw, acc, mask_m, mask_n)
 
 
 @triton.jit
@@ -232,9 +234,7 @@ def _conv_transpose_dgrad_kernel(
                      mask=mask_c[:, None] & mask_n[None, :], other=0.0)
         acc = tl.dot(a, wt, acc, input_precision=INPUT_PRECISION)
 
-    x_rows = dx_ptr + b.to(tl.int64) * stride_xb + ih * stride_xh + iw * stride_xw
-    tl.store(x_rows[:, None] + offs_n[None, :] * stride_xc, acc.to(dx_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    _store_tile(dx_ptr, b, ih, iw, offs_n, stride_xb, stride_xc, stride_xh, stride_xw, acc, mask_m, mask_n)
 
 
 @triton.jit
@@ -330,12 +330,6 @@ def geometry(x: torch.Tensor, weight: torch.Tensor, p: Params) -> Geometry:
     return Geometry(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), out, kernel, p.stride, p.padding)
 
 
-def interpreting() -> bool:
-    from genbench.kernels import interpreter_enabled  # the package imports this module
-
-    return interpreter_enabled()
-
-
 def unsupported_reason(weight_shape, stride, output_padding, groups, dilation) -> str | None:
     """Why the kernel cannot run this configuration (None: it can)."""
     if groups != 1:
@@ -422,10 +416,7 @@ def check_kernel_inputs(x, weight, bias, scale, shift, p: Params, groups, dilati
     if x.dtype not in KERNEL_DTYPES or weight.dtype != x.dtype:
         raise ConfigError(f"The Triton conv_transpose2d kernel takes x and weight of one dtype among fp32/fp16/"
                           f"bf16; got x {x.dtype}, weight {weight.dtype}. Cast them, or use backend='torch'.")
-    if x.device.type != "cuda" and not interpreting():
-        raise ConfigError(f"The Triton conv_transpose2d kernel runs on CUDA; x is on {x.device}. Use "
-                          "backend='torch' (or 'auto'), or set TRITON_INTERPRET=1 before importing genbench "
-                          "for the (slow) interpreter.")
+    check_kernel_device(OP_NAME, x)
     out_example = weight.shape[1] * math.prod(geometry(x, weight, p).out)
     if x[:1].numel() >= 2**31 or out_example >= 2**31 or weight.numel() >= 2**31:
         raise ConfigError("conv_transpose2d: one example of x or y, or the weight, has 2^31 elements or more; "

@@ -75,6 +75,8 @@ import triton.language as tl
 from genbench.baselines.vq import check_inputs
 from genbench.baselines.vq import vq_nearest as reference
 from genbench.errors import ConfigError
+from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
 OP_NAME = "vq_nearest"
@@ -242,12 +244,6 @@ class Plan:
     k_per_split: int  # codes per range, a multiple of every BLOCK_K
 
 
-def interpreting() -> bool:
-    from genbench.kernels import interpreter_enabled  # the package imports this module
-
-    return interpreter_enabled()
-
-
 def dot_path(dtype: torch.dtype, fp32_precision: str) -> str:
     """'half' (fp16/bf16 tensor cores), 'tf32' (fp32 on tensor cores) or 'ieee' (fp32 FMA)."""
     if dtype != torch.float32:
@@ -316,10 +312,7 @@ def check_kernel_inputs(x: torch.Tensor, codebook: torch.Tensor, fp32_precision:
     if fp32_precision not in FP32_PRECISIONS:
         raise ConfigError(f"vq_nearest: fp32_precision={fp32_precision!r}; choose one of "
                           f"{', '.join(FP32_PRECISIONS)} ('ieee' is exact fp32).")
-    if x.device.type != "cuda" and not interpreting():
-        raise ConfigError(f"The Triton vq_nearest kernel runs on CUDA; x is on {x.device}. Use "
-                          "backend='torch' (or 'auto'), or set TRITON_INTERPRET=1 before importing "
-                          "genbench for the (slow) interpreter.")
+    check_kernel_device(OP_NAME, x)
     if codebook.shape[0] >= 2**31:
         raise ConfigError(f"vq_nearest: K={codebook.shape[0]} codes; the kernel indexes codes in int32.")
 

@@ -20,12 +20,12 @@ import math
 
 import pytest
 import torch
-from genbench.kernels.conv_transpose import ConvTranspose2d
 from torch import nn
 
 from genbench.data.base import DatasetInfo
 from genbench.errors import ConfigError
 from genbench.harness.spec import resolve_all, run_config
+from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.autoencoder import Autoencoder, AutoencoderOptions
 from genbench.models.gan import GAN, GanOptions
 from genbench.models.gan_nets import (
