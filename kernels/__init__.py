@@ -63,9 +63,11 @@ def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
     return kernel_op.triton if resolved == "triton" else kernel_op.reference
 
 
+from genbench.kernels.attention import attention  # noqa: E402  (registers the op)
 from genbench.kernels.conv_transpose import conv_transpose2d  # noqa: E402  (registers the op)
+from genbench.kernels.groupnorm_silu import group_norm_silu  # noqa: E402  (registers the op)
 from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
 from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
 
-__all__ = ["BACKENDS", "KernelOp", "conv_transpose2d", "dispatch", "resolve_backend", "reparameterize_kl",
-           "vq_nearest"]
+__all__ = ["BACKENDS", "KernelOp", "attention", "conv_transpose2d", "dispatch", "group_norm_silu", "resolve_backend",
+           "reparameterize_kl", "vq_nearest"]
