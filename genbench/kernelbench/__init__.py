@@ -24,7 +24,14 @@ from tabulate import tabulate
 
 from genbench.errors import GenbenchError
 from genbench.harness.store import RESULTS_FILE, append_records, read_records
-from genbench.kernelbench import conv_transpose, reparam_kl, train_step, vq  # noqa: F401  (register the benchmarks)
+from genbench.kernelbench import (  # noqa: F401  (register the benchmarks)
+    attention,
+    conv_transpose,
+    groupnorm_silu,
+    reparam_kl,
+    train_step,
+    vq,
+)
 from genbench.kernelbench.base import BENCHES, MODES
 
 CONVENTIONS = (
