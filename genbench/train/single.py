@@ -51,10 +51,13 @@ class SingleStep:
         return terms, float(terms["loss"].detach()), float(global_grad_norm(self.model))
 
     def apply(self) -> bool:
-        """Step the optimiser; True when the fp16 scaler skipped the step (inf/NaN gradients)."""
+        """Step the optimiser, then the model's weight EMA where it keeps one (update_ema:
+        diffusion); True when the fp16 scaler skipped the step (inf/NaN gradients)."""
         scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimiser)
         self.scaler.update()
+        if hasattr(self.model, "update_ema"):
+            self.model.update_ema()
         return scale_before is not None and self.scaler.get_scale() < scale_before
 
 
