@@ -125,6 +125,22 @@ FMA_CONFIGS = ((32, 16, 4, 2), (16, 16, 4, 2), (32, 32, 8, 2), (64, 32, 4, 2))  
 
 
 @triton.jit
+def _program_block(S, H, BLOCK: tl.constexpr):
+    """This program's (batch·head, first row of its block, batch, head): programs run over
+    (batch·head, block of S rows) with the block fastest."""
+    pid = tl.program_id(0)
+    n_blocks = tl.cdiv(S, BLOCK)
+    bh = pid // n_blocks
+    return bh, (pid % n_blocks) * BLOCK, (bh // H).to(tl.int64), (bh % H).to(tl.int64)
+
+
+@triton.jit
+def _tile_ptrs(base, rows, offs_d, stride_s, stride_d):
+    """Pointers to the (rows, BLOCK_D) tile of one head's (S, D) matrix."""
+    return base + rows[:, None] * stride_s + offs_d[None, :] * stride_d
+
+
+@triton.jit
 def _load_rows(ptrs, mask_d, EVEN_D: tl.constexpr):
     """A (rows, BLOCK_D) tile at ptrs, native dtype; head-dim padding (d >= D) reads 0."""
     if EVEN_D:
@@ -162,12 +178,7 @@ def _attn_fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Program -> (batch·head, query block), the query block fastest. Writes o and L (base 2)."""
-    pid = tl.program_id(0)
-    n_m = tl.cdiv(S_Q, BLOCK_M)
-    bh = pid // n_m
-    start_m = (pid % n_m) * BLOCK_M
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
     q_base = q_ptr + b * stride_qb + h * stride_qh
     k_base = k_ptr + b * stride_kb + h * stride_kh
     v_base = v_ptr + b * stride_vb + h * stride_vh
@@ -177,13 +188,13 @@ def _attn_fwd_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     rows = tl.minimum(offs_m, S_Q - 1)  # rows past S_q repeat the last one; never stored
-    q = _load_rows(q_base + rows[:, None] * stride_qs + offs_d[None, :] * stride_qd, mask_d, EVEN_D)
+    q = _load_rows(_tile_ptrs(q_base, rows, offs_d, stride_qs, stride_qd), mask_d, EVEN_D)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
-    k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd
-    v_ptrs = v_base + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd
+    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd)
+    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd)
     n_full = (S_K // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):  # full key blocks: no masks
         acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_n, S_K, mask_d, qk_scale,
@@ -193,14 +204,14 @@ def _attn_fwd_kernel(
     if n_full < S_K:  # the partial last block: columns past S_k get -inf
         cols = n_full + offs_n
         keys = tl.minimum(cols, S_K - 1)
-        k_ptrs = k_base + keys[:, None] * stride_ks + offs_d[None, :] * stride_kd
-        v_ptrs = v_base + keys[:, None] * stride_vs + offs_d[None, :] * stride_vd
+        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd)
+        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd)
         acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, cols, S_K, mask_d, qk_scale,
                                    True, EVEN_D, INPUT_PRECISION)
 
     o = acc / l_i[:, None]  # l >= 1: the row maximum contributes exp2(0)
     mask_m = offs_m < S_Q
-    o_ptrs = o_ptr + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :] * stride_od
+    o_ptrs = _tile_ptrs(o_ptr + b * stride_ob + h * stride_oh, offs_m, offs_d, stride_os, stride_od)
     tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
     tl.store(lse_ptr + bh.to(tl.int64) * S_Q + offs_m, m_i + tl.log2(l_i), mask=mask_m)
 
@@ -214,17 +225,13 @@ def _attn_bwd_preprocess_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Δ[bh, m] = sum_d o[b, h, m, d]·dO[b, h, m, d] in fp32."""
-    pid = tl.program_id(0)
-    n_m = tl.cdiv(S_Q, BLOCK_M)
-    bh = pid // n_m
-    offs_m = (pid % n_m) * BLOCK_M + tl.arange(0, BLOCK_M)
+    bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
     mask = (offs_m < S_Q)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(o_ptr + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :] * stride_od,
+    o = tl.load(_tile_ptrs(o_ptr + b * stride_ob + h * stride_oh, offs_m, offs_d, stride_os, stride_od),
                 mask=mask, other=0.0).to(tl.float32)
-    do = tl.load(do_ptr + b * stride_gb + h * stride_gh + offs_m[:, None] * stride_gs + offs_d[None, :] * stride_gd,
+    do = tl.load(_tile_ptrs(do_ptr + b * stride_gb + h * stride_gh, offs_m, offs_d, stride_gs, stride_gd),
                  mask=mask, other=0.0).to(tl.float32)
     tl.store(delta_ptr + bh.to(tl.int64) * S_Q + offs_m, tl.sum(o * do, 1), mask=offs_m < S_Q)
 
@@ -262,12 +269,7 @@ def _attn_bwd_dkdv_kernel(
 ):
     """Program -> (batch·head, key block), the key block fastest: dK and dV of BLOCK_N keys
     over every query block. dk and dv share one layout (stride_d*)."""
-    pid = tl.program_id(0)
-    n_n = tl.cdiv(S_K, BLOCK_N)
-    bh = pid // n_n
-    start_n = (pid % n_n) * BLOCK_N
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, start_n, b, h = _program_block(S_K, H, BLOCK_N)
     q_base = q_ptr + b * stride_qb + h * stride_qh
     do_base = do_ptr + b * stride_gb + h * stride_gh
     stats = bh.to(tl.int64) * S_Q  # row offset of this head in L and Δ
@@ -277,15 +279,13 @@ def _attn_bwd_dkdv_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     keys = tl.minimum(offs_n, S_K - 1)  # key rows past S_k repeat the last one; never stored
-    k = _load_rows(k_ptr + b * stride_kb + h * stride_kh + keys[:, None] * stride_ks + offs_d[None, :] * stride_kd,
-                   mask_d, EVEN_D)
-    v = _load_rows(v_ptr + b * stride_vb + h * stride_vh + keys[:, None] * stride_vs + offs_d[None, :] * stride_vd,
-                   mask_d, EVEN_D)
+    k = _load_rows(_tile_ptrs(k_ptr + b * stride_kb + h * stride_kh, keys, offs_d, stride_ks, stride_kd), mask_d, EVEN_D)
+    v = _load_rows(_tile_ptrs(v_ptr + b * stride_vb + h * stride_vh, keys, offs_d, stride_vs, stride_vd), mask_d, EVEN_D)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
 
-    q_ptrs = q_base + offs_m[:, None] * stride_qs + offs_d[None, :] * stride_qd
-    do_ptrs = do_base + offs_m[:, None] * stride_gs + offs_d[None, :] * stride_gd
+    q_ptrs = _tile_ptrs(q_base, offs_m, offs_d, stride_qs, stride_qd)
+    do_ptrs = _tile_ptrs(do_base, offs_m, offs_d, stride_gs, stride_gd)
     lse_ptrs = lse_ptr + stats + offs_m
     delta_ptrs = delta_ptr + stats + offs_m
     m_full = (S_Q // BLOCK_M) * BLOCK_M
@@ -299,14 +299,14 @@ def _attn_bwd_dkdv_kernel(
     if m_full < S_Q:  # the partial last query block, at clamped rows, masked
         rows = m_full + offs_m
         rc = tl.minimum(rows, S_Q - 1)
-        q_ptrs = q_base + rc[:, None] * stride_qs + offs_d[None, :] * stride_qd
-        do_ptrs = do_base + rc[:, None] * stride_gs + offs_d[None, :] * stride_gd
+        q_ptrs = _tile_ptrs(q_base, rc, offs_d, stride_qs, stride_qd)
+        do_ptrs = _tile_ptrs(do_base, rc, offs_d, stride_gs, stride_gd)
         dk, dv = _dkdv_block(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr + stats + rc, delta_ptr + stats + rc, rows, S_Q,
                              mask_d, qk_scale, True, EVEN_D, INPUT_PRECISION)
 
     dk = dk * scale  # S = scale·q·kᵀ
     mask = (offs_n < S_K)[:, None] & mask_d[None, :]
-    out = b * stride_db + h * stride_dh + offs_n[:, None] * stride_ds + offs_d[None, :] * stride_dd
+    out = _tile_ptrs(b * stride_db + h * stride_dh, offs_n, offs_d, stride_ds, stride_dd)
     tl.store(dk_ptr + out, dk.to(dk_ptr.dtype.element_ty), mask=mask)
     tl.store(dv_ptr + out, dv.to(dv_ptr.dtype.element_ty), mask=mask)
 
@@ -340,12 +340,7 @@ def _attn_bwd_dq_kernel(
 ):
     """Program -> (batch·head, query block), the query block fastest: dQ of BLOCK_M rows
     over every key block."""
-    pid = tl.program_id(0)
-    n_m = tl.cdiv(S_Q, BLOCK_M)
-    bh = pid // n_m
-    start_m = (pid % n_m) * BLOCK_M
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
     k_base = k_ptr + b * stride_kb + h * stride_kh
     v_base = v_ptr + b * stride_vb + h * stride_vh
     stats = bh.to(tl.int64) * S_Q
@@ -355,16 +350,14 @@ def _attn_bwd_dq_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     rows = tl.minimum(offs_m, S_Q - 1)  # rows past S_q repeat the last one; never stored
-    q = _load_rows(q_ptr + b * stride_qb + h * stride_qh + rows[:, None] * stride_qs + offs_d[None, :] * stride_qd,
-                   mask_d, EVEN_D)
-    do = _load_rows(do_ptr + b * stride_gb + h * stride_gh + rows[:, None] * stride_gs + offs_d[None, :] * stride_gd,
-                    mask_d, EVEN_D)
+    q = _load_rows(_tile_ptrs(q_ptr + b * stride_qb + h * stride_qh, rows, offs_d, stride_qs, stride_qd), mask_d, EVEN_D)
+    do = _load_rows(_tile_ptrs(do_ptr + b * stride_gb + h * stride_gh, rows, offs_d, stride_gs, stride_gd), mask_d, EVEN_D)
     lse = tl.load(lse_ptr + stats + rows)
     delta = tl.load(delta_ptr + stats + rows)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
 
-    k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd
-    v_ptrs = v_base + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd
+    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd)
+    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd)
     n_full = (S_K // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):  # full key blocks: no masks
         dq = _dq_block(dq, q, do, lse, delta, k_ptrs, v_ptrs, offs_n, S_K, mask_d, qk_scale,
@@ -374,14 +367,14 @@ def _attn_bwd_dq_kernel(
     if n_full < S_K:  # the partial last key block: columns past S_k get P = 0
         cols = n_full + offs_n
         keys = tl.minimum(cols, S_K - 1)
-        k_ptrs = k_base + keys[:, None] * stride_ks + offs_d[None, :] * stride_kd
-        v_ptrs = v_base + keys[:, None] * stride_vs + offs_d[None, :] * stride_vd
+        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd)
+        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd)
         dq = _dq_block(dq, q, do, lse, delta, k_ptrs, v_ptrs, cols, S_K, mask_d, qk_scale,
                        True, EVEN_D, INPUT_PRECISION)
 
     dq = dq * scale
     mask = (offs_m < S_Q)[:, None] & mask_d[None, :]
-    out = b * stride_db + h * stride_dh + offs_m[:, None] * stride_ds + offs_d[None, :] * stride_dd
+    out = _tile_ptrs(b * stride_db + h * stride_dh, offs_m, offs_d, stride_ds, stride_dd)
     tl.store(dq_ptr + out, dq.to(dq_ptr.dtype.element_ty), mask=mask)
 
 

@@ -120,6 +120,21 @@ PARAM_BLOCK_B, PARAM_BLOCK_C = 64, 16  # parameter-gradient kernel: (examples, c
 
 
 @triton.jit
+def _program_groups(G, SPLIT, BLOCK_G: tl.constexpr):
+    """This program's (example b, first group g0, chunk `split` of S, its groups, their mask,
+    their (example, group) rows): programs run over (example, block of groups, chunk), the
+    chunk fastest."""
+    pid = tl.program_id(0)
+    split = pid % SPLIT
+    rest = pid // SPLIT
+    n_gb = tl.cdiv(G, BLOCK_G)
+    b = rest // n_gb
+    g0 = (rest % n_gb) * BLOCK_G
+    offs_g = g0 + tl.arange(0, BLOCK_G)
+    return b, g0, split, offs_g, offs_g < G, b * G + offs_g
+
+
+@triton.jit
 def _channels(g0, C, G, CG: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_CG: tl.constexpr):
     """Channels of groups g0 .. g0 + BLOCK_G - 1 as a (BLOCK_G·BLOCK_CG,) vector ordered
     (group, channel in group), and their mask (padding channels, groups past G)."""
@@ -277,15 +292,7 @@ def _gn_silu_fwd_kernel(
     mean (B·G, 2) = (K, mean of x - K), rstd (B·G,): written by the chunk-0 program.
     EVEN: no padding anywhere (whole groups, S a multiple of BLOCK_S): no masks.
     """
-    pid = tl.program_id(0)
-    split = pid % SPLIT
-    rest = pid // SPLIT
-    n_gb = tl.cdiv(G, BLOCK_G)
-    b = rest // n_gb
-    g0 = (rest % n_gb) * BLOCK_G
-    offs_g = g0 + tl.arange(0, BLOCK_G)
-    mask_g = offs_g < G
-    row = b * G + offs_g  # (example, group) index
+    b, g0, split, offs_g, mask_g, row = _program_groups(G, SPLIT, BLOCK_G)
     c, mask_c = _channels(g0, C, G, CG, BLOCK_G, BLOCK_CG)
     n_ch = _group_sum(mask_c.to(tl.float32), BLOCK_G, BLOCK_CG)  # channels per group (0: past G)
     x_b = x_ptr + b.to(tl.int64) * stride_xb
@@ -379,15 +386,7 @@ def _gn_silu_bwd_kernel(
     PHASE 1: sums of the chunk only -> part (B, SPLIT, 2, C) = (A, Bx).
     PHASE 2: sum the SPLIT partials in order, then dx of the chunk.
     """
-    pid = tl.program_id(0)
-    split = pid % SPLIT
-    rest = pid // SPLIT
-    n_gb = tl.cdiv(G, BLOCK_G)
-    b = rest // n_gb
-    g0 = (rest % n_gb) * BLOCK_G
-    offs_g = g0 + tl.arange(0, BLOCK_G)
-    mask_g = offs_g < G
-    row = b * G + offs_g
+    b, g0, split, offs_g, mask_g, row = _program_groups(G, SPLIT, BLOCK_G)
     c, mask_c = _channels(g0, C, G, CG, BLOCK_G, BLOCK_CG)
     b64 = b.to(tl.int64)
     x_b = x_ptr + b64 * stride_xb

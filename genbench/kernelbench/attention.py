@@ -32,7 +32,7 @@ import torch
 
 from genbench.baselines.attention import attention as reference
 from genbench.baselines.attention import compiled_attention, sdpa_attention, sdpa_backend_attention, sdpa_backend_choice
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
 
 PACKED = "packed"
 # (B, H, S, D, dtype, variant)
@@ -178,12 +178,9 @@ def check_config(config: tuple) -> dict:
 
     ref = run(reference, torch.float64, "cpu")
     out = run(triton_attention, torch.float32, device)
-    errors = [float((a.cpu().double() - r).abs().max() / r.abs().max().clamp_min(1.0)) for a, r in zip(out, ref)]
-    return {"op": "attention",
-            "case": f"B={b},H={h},S_q={s_q},S_k={s_k},D={d}{f',scale={scale}' if scale else ''}"
-                    f"{',packed' if packed else ''}",
-            "max|err|/max|ref| (o, dq, dk, dv)": ", ".join(f"{e:.1e}" for e in errors),
-            "ok": max(errors) < CHECK_TOLERANCE}
+    label = f"B={b},H={h},S_q={s_q},S_k={s_k},D={d}{f',scale={scale}' if scale else ''}{',packed' if packed else ''}"
+    return check_row("attention", label, "max|err|/max|ref| (o, dq, dk, dv)", relative_errors(out, ref, floor=1.0),
+                     CHECK_TOLERANCE)
 
 
 def check() -> list[dict]:

@@ -114,6 +114,18 @@ class OpBench:
 BENCHES: Registry[OpBench] = Registry("kernel benchmarks")
 
 
+def relative_errors(out: list[torch.Tensor], ref: list[torch.Tensor], floor: float = 1e-12) -> list[float]:
+    """max|out - ref| / max(max|ref|, floor) per output, in float64 on the CPU: the figure
+    every bench's --check reports against its reference."""
+    return [float((a.detach().cpu().double() - r.detach().cpu().double()).abs().max()
+                  / r.detach().cpu().double().abs().max().clamp_min(floor)) for a, r in zip(out, ref)]
+
+
+def check_row(op: str, case: str, what: str, errors: list[float], tolerance: float) -> dict:
+    """One --check table row: the op, the case, the errors under their heading `what`, and ok."""
+    return {"op": op, "case": case, what: ", ".join(f"{e:.1e}" for e in errors), "ok": max(errors) < tolerance}
+
+
 def gpu_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
 

@@ -57,7 +57,7 @@ from genbench.baselines.conv_transpose import (
 )
 from genbench.baselines.conv_transpose import conv_transpose2d as reference
 from genbench.errors import GenbenchError
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
 
 KERNEL, STRIDE, PADDING = 4, 2, 1
 # (B, C_in, C_out, H): see the module docstring
@@ -320,12 +320,11 @@ def check_config(config: tuple) -> dict:
 
     ref = run(reference, (x, weight, bias), torch.float64, "cpu")
     out = run(triton_conv_transpose2d, (x, weight, bias), torch.float32, device, allow_tf32=False, wgrad_split=split)
-    errors = [float((a.cpu().double() - r).abs().max() / r.abs().max().clamp_min(1e-12)) for a, r in zip(out, ref)]
     layout = ",channels_last" if channels_last else ""
-    return {"case": f"B={b},C_in={c_in},C_out={c_out},H={h},W={w},k={k},s={s},p={p},op={op},{act}"
-                    f"{',bn' if bn else ''}{layout}{f',split={split}' if split else ''}",
-            f"max|err|/max|ref| ({'y' if bn else 'y, dx, dW, db'})": ", ".join(f"{e:.1e}" for e in errors),
-            "ok": max(errors) < CHECK_TOLERANCE}
+    label = (f"B={b},C_in={c_in},C_out={c_out},H={h},W={w},k={k},s={s},p={p},op={op},{act}"
+             f"{',bn' if bn else ''}{layout}{f',split={split}' if split else ''}")
+    return check_row("conv_transpose2d", label, f"max|err|/max|ref| ({'y' if bn else 'y, dx, dW, db'})",
+                     relative_errors(out, ref), CHECK_TOLERANCE)
 
 
 def checker(op: str, configs: tuple):

@@ -29,7 +29,7 @@ import torch
 
 from genbench.baselines.groupnorm_silu import compiled_group_norm_silu
 from genbench.baselines.groupnorm_silu import group_norm_silu as reference
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
 
 
 GROUPS = 32
@@ -188,13 +188,11 @@ def check_config(config: tuple) -> dict:
 
     ref = run(reference, torch.float64, "cpu")
     out = run(triton_group_norm_silu, torch.float32, device, config=forced)
-    errors = [float((a.cpu().double() - r).abs().max() / r.abs().max().clamp_min(1e-12)) for a, r in zip(out, ref)]
     label = (f"B={b},C={c},S={'x'.join(map(str, spatial))},G={groups}{',scale_shift' if scale_shift else ''}"
              f"{',channels_last' if channels_last else ''}{f',offset={offset:g}' if offset else ''}"
              f"{f',config={forced}' if forced else ''}")
-    return {"op": "group_norm_silu", "case": label,
-            "max|err|/max|ref| (y, dx, dw, db[, dscale, dshift])": ", ".join(f"{e:.1e}" for e in errors),
-            "ok": max(errors) < CHECK_TOLERANCE}
+    return check_row("group_norm_silu", label, "max|err|/max|ref| (y, dx, dw, db[, dscale, dshift])",
+                     relative_errors(out, ref), CHECK_TOLERANCE)
 
 
 def check() -> list[dict]:

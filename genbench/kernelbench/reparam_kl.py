@@ -13,7 +13,7 @@ import torch
 
 from genbench.baselines.reparam_kl import compiled_reparameterize_kl
 from genbench.baselines.reparam_kl import reparameterize_kl as reference
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
 
 BATCHES = (64, 1024, 65536)
 LATENTS = (16, 64, 256, 1024)
@@ -78,11 +78,9 @@ def check() -> list[dict]:
             grads = torch.autograd.grad((z * dz).sum() + (kl * dkl).sum(), (m, lv))
             out[name] = (z.detach(), kl.detach(), *grads)
         # Error relative to each tensor's scale: robust where entries are near zero.
-        errors = [float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-                  for a, b in zip(out["triton"], out["torch"])]
-        rows.append({"op": "reparam_kl", "case": f"B={B},D={D},free_bits={free_bits}",
-                     "max|err|/max|ref| (z, kl, dmu, dlogvar)": ", ".join(f"{e:.1e}" for e in errors),
-                     "ok": max(errors) < CHECK_TOLERANCE})
+        rows.append(check_row("reparam_kl", f"B={B},D={D},free_bits={free_bits}",
+                              "max|err|/max|ref| (z, kl, dmu, dlogvar)",
+                              relative_errors(out["triton"], out["torch"]), CHECK_TOLERANCE))
     return rows
 
 
