@@ -5,6 +5,9 @@ Layout (documented once, here):
   {0..255} mapped as x = u / 127.5 - 1 (so every image dataset has a known 256-level
   quantisation, which the likelihood conventions rely on).
 - 2-D points: float32 tensors (N, 2), unscaled.
+- 1-D signals (kind "sequence"): float32 tensors (N, C, L) in [-1, 1], each value one of
+  the source's 256 quantisation levels (which levels, e.g. mu-law, is in
+  `info.extras["quantisation"]`).
 - labels `y`: int64 (N,) class indices, names in `info.classes`; None when unknown.
 - factors: int64 (N, F) indices into `info.extras["factor_values"]`; None when unknown.
 
@@ -41,8 +44,8 @@ class Split:
 class DatasetInfo:
     name: str  # registry name, e.g. "digits"
     spec: str  # canonical spec (keyword options folded in): loading it again gives this data
-    kind: Literal["image", "points"]
-    shape: tuple[int, ...]  # one example's shape: (C, H, W) or (2,)
+    kind: Literal["image", "points", "sequence"]
+    shape: tuple[int, ...]  # one example's shape: (C, H, W), (2,) or (C, L)
     classes: tuple[str, ...] | None  # label names, index = label
     content_hash: str  # hash of all split tensors: provenance and cache keys
     source: str  # where the data came from (path, or what was embedded)
@@ -152,8 +155,8 @@ def _check_layout(name: str, train: Split, test: Split, kind: str) -> None:
     for split_name, split in (("train", train), ("test", test)):
         x = split.x
         assert x.dtype == torch.float32, f"{name}/{split_name}: x must be float32, got {x.dtype}"
-        assert x.ndim == (4 if kind == "image" else 2), f"{name}/{split_name}: bad x.ndim {x.ndim}"
-        if kind == "image" and x.numel():
+        assert x.ndim == {"image": 4, "points": 2, "sequence": 3}[kind], f"{name}/{split_name}: bad x.ndim {x.ndim}"
+        if kind in ("image", "sequence") and x.numel():
             assert x.min() >= -1.0 and x.max() <= 1.0, f"{name}/{split_name}: x outside [-1, 1]"
         for extra in (split.y, split.factors):
             if extra is not None:

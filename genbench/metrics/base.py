@@ -59,10 +59,11 @@ class EvalContext:
 
     @cached_property
     def samples(self) -> torch.Tensor:
-        """eval_samples generated samples on the CPU (image grids use the decoder mean)."""
+        """eval_samples generated samples on the CPU: the decoder mean for images (as the
+        image grids show), draws from p(x|z) for 2-D points and 1-D sequences."""
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         sizes = [min(self.batch_size, self.eval_samples - s) for s in range(0, self.eval_samples, self.batch_size)]
-        draw = "sample" if self.dataset.info.kind == "points" else "mean"
+        draw = "mean" if self.dataset.info.kind == "image" else "sample"
         with torch.no_grad():
             return torch.cat([self.model.sample(n, generator, draw=draw).cpu() for n in sizes])
 
@@ -112,6 +113,19 @@ class EvalContext:
     def prepared_test(self) -> torch.Tensor:
         """The test split as the model's likelihood sees it (fixed-seed noise)."""
         return self.model.likelihood.prepare(self.test_x, self.generator())
+
+    @cached_property
+    def test_nll(self) -> torch.Tensor:
+        """-log p(x) per test example (N,) in nats by the model's estimator, on the prepared
+        test split (class-conditional models: given the test labels); computed once for every
+        metric that scores it (likelihood, anomaly)."""
+        from genbench.metrics.likelihood import nll_per_example
+
+        labels = self.dataset.test.y
+        labels = None if labels is None else labels.to(self.device)
+        with torch.no_grad():
+            return nll_per_example(self.model, self.prepared_test, labels, self.batch_size, self.iwae_k,
+                                   self.generator())
 
     def generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(EVAL_SEED)

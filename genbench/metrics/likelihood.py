@@ -42,25 +42,46 @@ def applies(model, info) -> bool:
     return estimator(model) is not None and hasattr(model, "likelihood")
 
 
+def nll_per_example(model, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int, iwae_k: int,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """-log p(x) (an upper bound for bound estimators) per example (N,) in nats, for x already
+    prepared by the model's likelihood convention, in batches. A class-conditional model
+    scores -log p(x | y) with the given labels."""
+    kind = estimator(model)
+    conditional = getattr(model, "class_conditional", False)
+    if conditional and labels is None:
+        raise ValueError("a class-conditional model's NLL needs the examples' labels")
+    nll = []
+    for start in range(0, x.shape[0], batch_size):
+        target = x[start:start + batch_size]
+        if kind == "importance_log_weights":
+            nll.append(iwae_nll(model, target, iwae_k, generator))
+        elif conditional:
+            nll.append(getattr(model, kind)(target, labels=labels[start:start + batch_size]))
+        else:
+            nll.append(getattr(model, kind)(target))
+    return torch.cat(nll)
+
+
+def estimator_provenance(model, iwae_k: int) -> dict:
+    kind = estimator(model)
+    prov = {"estimator": {"exact_nll": "exact", "variational_bound_nll": "variational bound",
+                          "importance_log_weights": f"IWAE bound, K={iwae_k}"}[kind],
+            "convention": model.likelihood.convention()}
+    if kind == "importance_log_weights":
+        prov["iwae_k"] = iwae_k
+    if getattr(model, "class_conditional", False):
+        prov["conditional"] = "-log p(x | y) with the test labels"
+    return prov
+
+
 @register_metric("likelihood", applies, "held-out NLL in nats and bits/dim: exact, variational bound, or IWAE-K")
 @torch.no_grad()
 def likelihood(ctx: EvalContext) -> list[MetricValue]:
-    model, lik, kind = ctx.model, ctx.model.likelihood, estimator(ctx.model)
-    generator = ctx.generator()
-    nll = []
-    for target in ctx.batches(ctx.prepared_test):
-        if kind == "importance_log_weights":
-            nll.append(iwae_nll(model, target, ctx.iwae_k, generator))
-        else:
-            nll.append(getattr(model, kind)(target))
-    nll_all = torch.cat(nll)  # (N,)
-    prov = {"estimator": {"exact_nll": "exact", "variational_bound_nll": "variational bound",
-                          "importance_log_weights": f"IWAE bound, K={ctx.iwae_k}"}[kind],
-            "n_examples": int(nll_all.numel()), "split": "test", "convention": lik.convention()}
-    if kind == "importance_log_weights":
-        prov["iwae_k"] = ctx.iwae_k
+    nll_all = ctx.test_nll
+    prov = {**estimator_provenance(ctx.model, ctx.iwae_k), "n_examples": int(nll_all.numel()), "split": "test"}
     values = [MetricValue("test/nll", float(nll_all.mean()), "nats/example", prov)]
-    bpd = lik.bits_per_dim(nll_all, ctx.dataset.info.dims)
+    bpd = ctx.model.likelihood.bits_per_dim(nll_all, ctx.dataset.info.dims)
     if bpd is not None:
         values.append(MetricValue("test/nll_bpd", float(bpd.mean()), "bits/dim", prov))
     return values

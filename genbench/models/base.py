@@ -30,8 +30,11 @@ harness and metrics use, when a model has them:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from torch import nn
 
 from genbench.registry import MODELS
 
@@ -66,3 +69,14 @@ def register_model(name: str, family: str, options: type, default_objective: str
 
 def build_model(spec: ModelSpec, options: Any, data_info: Any, backend: str, objective: Any = None):
     return spec.cls(options, data_info, backend, objective)
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module):
+    """module in eval mode for the block (dropout off), its mode restored after."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)

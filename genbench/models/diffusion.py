@@ -26,7 +26,6 @@ network sees i in {0..T-1}, and q(x_{i+1} | x_0) is "q_sample at index i".
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import torch
 from torch import nn
 
 from genbench.errors import ConfigError
-from genbench.models.base import register_model
+from genbench.models.base import evaluating, register_model
 from genbench.models.unet import UNET_OPS, MLPDenoiser, UNet, UNetOptions
 from genbench.objectives.likelihood import (
     HALF_LOG_2PI,
@@ -394,17 +393,6 @@ def build_denoiser(options: DDPMOptions, data_info, backend: str) -> nn.Module:
         raise ConfigError(f"ddpm net='unet' needs square images (C, H, H); this dataset's examples have shape "
                           f"{shape}. Use net='mlp' (or net='auto') for 2-D points.")
     return UNet(options, shape[0], shape[1], backend)
-
-
-@contextlib.contextmanager
-def evaluating(module: nn.Module):
-    """module in eval mode for the block (dropout off), its mode restored after."""
-    was = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was)
 
 
 @register_model("ddpm", "diffusion", DDPMOptions, "ddpm-simple",

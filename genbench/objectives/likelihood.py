@@ -154,3 +154,46 @@ class DiscretisedDecoder:
         else:
             what = "continuous Gaussian decoder on unquantised points: a density in nats, no bits/dim"
         return f"{what}; {self.detail}" if self.detail else what
+
+
+@dataclass(frozen=True)
+class ExactDiscrete:
+    """The conventions of a model that puts an exact probability mass on each discrete value
+    (autoregressive models with a 256-way softmax or a discretised logistic mixture, WaveNet
+    over mu-law codes): the data are scored as they are, so `prepare` returns x unchanged
+    and bits/dim = nats / (D ln 2) is exact. `what` names the output distribution."""
+
+    what: str
+    kind: str = "exact-discrete"
+
+    def prepare(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return x
+
+    def bits_per_dim(self, nll_nats: torch.Tensor, dims: int) -> torch.Tensor:
+        return nll_nats / (dims * math.log(2))
+
+    def convention(self) -> str:
+        return f"{self.what}: exact discrete NLL of the 8-bit data as they are; bpd = nats/(D ln2)"
+
+
+@dataclass(frozen=True)
+class UniformDequantised:
+    """The conventions of a continuous density on 8-bit images (flows): the model sees
+    y = x + U(-w/2, w/2) (w = BIN_WIDTH, one level), and -log p(y) + D log(1/w) bounds the
+    discrete -log P(u) from above in expectation (Theis et al. 2016): bits/dim = (nats + D ln 127.5)/(D ln 2),
+    the same scale as ExactDiscrete. `what` names the density and any preprocessing whose
+    Jacobian the model includes."""
+
+    what: str
+    kind: str = "dequantised-density"
+
+    def prepare(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + (u - 0.5) * BIN_WIDTH
+
+    def bits_per_dim(self, nll_nats: torch.Tensor, dims: int) -> torch.Tensor:
+        return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
+
+    def convention(self) -> str:
+        return (f"{self.what} on uniformly dequantised 8-bit data (one level's noise, fixed seed at evaluation): "
+                "an upper bound on the discrete NLL; bpd = (nats + D ln127.5)/(D ln2)")

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from genbench.errors import ConfigError
 from genbench.harness.measure import synchronize
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 
@@ -98,12 +99,26 @@ class SingleOptions:
 
 
 def train_single(ctx) -> TrainOutcome:
-    """Trainer entry: the objective's loss on batches of the train split."""
-    from genbench.train.batches import epoch_batches
+    """Trainer entry: the objective's loss on batches of the train split. A class-conditional
+    model (`class_conditional` True: a conditional PixelCNN) gets each batch's labels too."""
+    from genbench.train.batches import epoch_batches, labelled_batches
 
-    batches = epoch_batches(ctx.data.train.x.to(ctx.device), ctx.config.batch_size, ctx.generator)
-    loss_fn = lambda x, step: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator, step)  # noqa: E731
+    x = ctx.data.train.x.to(ctx.device)
+    if getattr(ctx.model, "class_conditional", False):
+        batches = labelled_batches(x, train_labels(ctx.data), ctx.config.batch_size, ctx.generator)
+        loss_fn = lambda xy, step: ctx.objective.loss(ctx.model, xy[0], ctx.objective_options,  # noqa: E731
+                                                      ctx.generator, step, labels=xy[1])
+    else:
+        batches = epoch_batches(x, ctx.config.batch_size, ctx.generator)
+        loss_fn = lambda x, step: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator, step)  # noqa: E731
     return train_single_objective(ctx.model, loss_fn, batches, ctx.config, ctx.device, ctx.log, ctx.progress)
+
+
+def train_labels(data) -> torch.Tensor:
+    if data.train.y is None:
+        raise ConfigError(f"A class-conditional model needs labels; dataset {data.info.name!r} has none. "
+                          "Use a labelled dataset (digits, shapes) or turn class conditioning off.")
+    return data.train.y
 
 
 def divergence(loss: float, grad_norm: float, precision: str) -> str | None:
