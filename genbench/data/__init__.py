@@ -4,7 +4,7 @@ The layout every loader returns and the spec grammar are documented in
 `genbench.data.base`; each source's module docstring documents that dataset.
 """
 
-from genbench.data import digits, files, photos, shapes, toy2d  # noqa: F401  (registers)
+from genbench.data import digits, files, photos, shapes, toy2d, waves  # noqa: F401  (registers)
 from genbench.data.base import Dataset, DatasetInfo, Split, load_dataset
 from genbench.data.toy2d import mode_centres
 

@@ -1,4 +1,4 @@
-"""Artefacts written into a run's folder: sample grids, reconstructions, point clouds."""
+"""Artefacts written into a run's folder: sample grids, reconstructions, point clouds, waveforms."""
 
 from __future__ import annotations
 
@@ -61,6 +61,36 @@ def save_points(samples: torch.Tensor, reference: torch.Tensor, path: Path, titl
     ax.set_aspect("equal")
     ax.set_title(f"{title}\n{outside} of {len(smp)} samples outside this view", fontsize=8)
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+WAVEFORM_COLUMNS = 4  # signals per row of a waveform figure
+
+
+def save_waveforms(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = "") -> Path:
+    """1-D signals (N, C, L) in [-1, 1] as line plots: one row per (label, signals) pair
+    (its first WAVEFORM_COLUMNS signals, channels overlaid), every panel on the same
+    [-1, 1] scale so that amplitudes compare across rows (generated vs test data, or
+    samples over training)."""
+    columns = min(WAVEFORM_COLUMNS, max(len(signals) for _, signals in rows))
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 1.3 * len(rows) + 0.4),
+                             squeeze=False, sharex=True, sharey=True)
+    for r, (label, signals) in enumerate(rows):
+        x = signals.detach().cpu()[:columns]  # (n, C, L)
+        for c, ax in enumerate(axes[r]):
+            if c < len(x):
+                for channel in x[c]:  # (L,)
+                    ax.plot(channel.numpy(), linewidth=0.6)
+            else:
+                ax.axis("off")
+            ax.set_ylim(-1.05, 1.05)
+            ax.tick_params(labelsize=6)
+        axes[r][0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -32,6 +32,7 @@ from genbench.train.stability import OVER_TRAINING
 SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
 GRID_SAMPLES = 64  # samples in the artefact grid
 RECON_EXAMPLES = 32  # test examples in the reconstruction grid
+WAVEFORM_SIGNALS = 4  # generated and test signals in the waveform figure (sequences)
 
 
 def seed_everything(seed: int) -> None:
@@ -170,6 +171,11 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
         samples = model.sample(2000, generator, draw="sample")
         paths = {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
                                                   "2,000 draws x ~ p(x|z) vs test data")}
+    elif data.info.kind == "sequence":  # line plots of draws (as for points), above test signals
+        samples = model.sample(WAVEFORM_SIGNALS, generator, draw="sample")
+        rows = [("generated", samples), ("test data", data.test.x[:WAVEFORM_SIGNALS])]
+        paths = {"samples": artefacts.save_waveforms(rows, run_dir / "samples.png",
+                                                     f"{WAVEFORM_SIGNALS} samples vs {WAVEFORM_SIGNALS} test signals")}
     else:
         samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
         paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}

@@ -3,7 +3,8 @@
 Per interval (records `stability/<name>` at that step):
 - quality of the current generator (the EMA copy when enabled): on 2-D mixtures the
   modes captured and % high-quality samples (coverage definitions of EVALUATION.md);
-  on images FID and KID with the genbench extractor against the train split;
+  on images FID and KID with the genbench extractor against the train split; 1-D
+  sequences have no quality signal (their snapshots are still drawn as line plots);
 - oscillation: the standard deviation of the discriminator and generator losses over
   the steps since the previous interval.
 Losses, gradient norms of D and G, and mean D(x) / D(G(z)) are logged as train/* at
@@ -30,6 +31,7 @@ from genbench.metrics.coverage import mode_coverage
 COLLAPSE_FID_MARGIN = 20.0
 SNAPSHOT_IMAGES = 8  # images per evaluation in the samples-over-training figure (one row each)
 SNAPSHOT_POINTS = 500
+SNAPSHOT_SIGNALS = 4  # 1-D signals per evaluation (one row of line plots each)
 OVER_TRAINING = "samples_over_training.png"  # the figure of those snapshots, in the run's folder
 
 
@@ -38,6 +40,7 @@ class StabilityMonitor:
         self.ctx, self.every = ctx, every
         info = ctx.data.info
         self.points = info.kind == "points"
+        self.sequences = info.kind == "sequence"
         # The quality signal the data supports: coverage needs known modes, FID images.
         self.signal = "coverage" if "modes" in info.extras else ("fid" if info.kind == "image" else None)
         self.history: list[tuple[int, float]] = []  # (step, quality), higher is better
@@ -79,7 +82,8 @@ class StabilityMonitor:
         with torch.no_grad():
             samples = model.sample(n, g, draw="sample").cpu()
         model.train(was_training)
-        self.snapshots.append((step, samples[:SNAPSHOT_POINTS] if self.points else samples[:SNAPSHOT_IMAGES]))
+        keep = SNAPSHOT_POINTS if self.points else (SNAPSHOT_SIGNALS if self.sequences else SNAPSHOT_IMAGES)
+        self.snapshots.append((step, samples[:keep]))
         if self.signal is None:
             return None, None
         if self.signal == "coverage":
@@ -122,13 +126,15 @@ class StabilityMonitor:
 
     def save_snapshots(self) -> None:
         """One figure of fixed-noise samples at every evaluation (rows = steps)."""
-        from genbench.harness.artefacts import save_image_grid, save_point_panels
+        from genbench.harness.artefacts import save_image_grid, save_point_panels, save_waveforms
 
         if not self.snapshots or self.ctx.run_dir is None:
             return
         path = self.ctx.run_dir / OVER_TRAINING
         if self.points:
             save_point_panels(self.snapshots, self.ctx.data.test.x, path)
+        elif self.sequences:
+            save_waveforms([(f"step {step}", x) for step, x in self.snapshots], path)
         else:
             save_image_grid(torch.cat([s for _, s in self.snapshots]), path, columns=SNAPSHOT_IMAGES)
 
