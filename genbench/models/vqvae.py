@@ -20,11 +20,13 @@ Options from later work, each named where it is defined:
   randomly chosen encoder output of the current batch (dead-code revival, as in
   Dhariwal et al. 2020, "Jukebox", and Zeghidour et al. 2021, "SoundStream").
 
-Likelihood: the prior over codes is uniform and q(k|x) is a deterministic one-hot, so
-KL(q || p) = log K per position and -log p(x) <= -log p(x | z_q(x)) + M log K, which the
-paper states and `variational_bound_nll` reports. Samples decode codes drawn from that
-uniform prior (a learned PixelCNN prior over codes is issue 9), so they are poor by
-design; reconstructions are the model's strength.
+Likelihood: during training the prior over codes is uniform and q(k|x) is a deterministic
+one-hot, so KL(q || p) = log K per position and -log p(x) <= -log p(x | z_q(x)) + M log K,
+which the paper states and `variational_bound_nll` reports. Samples decode codes drawn from
+the prior: with prior="uniform" they are poor by design (reconstructions are the model's
+strength); prior="pixelcnn" fits a gated PixelCNN to the training set's code grids after
+training (the paper's §3.2; `prepare_sampling`), samples codes from it in raster order, and
+the bound's KL term becomes that prior's NLL of the codes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from genbench.kernels import resolve_backend, vq_nearest
 from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.autoencoder import make_likelihood
 from genbench.models.base import register_model
+from genbench.models.pixelcnn import CodePixelCNN
 from genbench.models.nets import conv_transpose_backends, decoder_ops, mlp
 
 DOWNSAMPLING = 4  # the conv encoder's two stride-2 convolutions
@@ -61,6 +64,15 @@ class VQVAEOptions:
     ema_decay: float = 0.99  # gamma of the moving averages (the paper's value)
     ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
     revive_after: int = 100  # steps a code may go unused before it is revived; 0 = never
+    # Prior over codes for sampling and the bound: "uniform" (the paper's training-time prior),
+    # or "pixelcnn": a gated PixelCNN over the code grid fitted after training on the codes of
+    # the training set (van den Oord et al. 2017, §3.2; models/pixelcnn.py CodePixelCNN)
+    prior: Literal["uniform", "pixelcnn"] = "uniform"
+    prior_steps: int = 2000  # pixelcnn: Adam steps of the prior fit
+    prior_batch: int = 64  # pixelcnn: examples' code grids per step
+    prior_lr: float = 1e-3  # pixelcnn: Adam learning rate
+    prior_hidden: int = 64  # pixelcnn: channels of the gated stacks
+    prior_layers: int = 6  # pixelcnn: gated layers
 
     def __post_init__(self):
         for name in ("codebook_size", "code_dim", "channels", "hidden"):
@@ -76,6 +88,11 @@ class VQVAEOptions:
             raise ValueError(f"ema_epsilon must be > 0; got {self.ema_epsilon}")
         if self.decoder_sigma is not None and self.decoder_sigma <= 0:
             raise ValueError("decoder_sigma must be > 0, or None for a predicted sigma")
+        for name in ("prior_steps", "prior_batch", "prior_hidden", "prior_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.prior_lr <= 0:
+            raise ValueError(f"prior_lr must be > 0; got {self.prior_lr}")
         self.check_combinations()
 
     def check_combinations(self) -> None:
@@ -262,10 +279,9 @@ def ema_update(count: torch.Tensor, total: torch.Tensor, vectors: torch.Tensor, 
 
 @register_model("vq-vae", "vqvae", VQVAEOptions, "vqvae",
                 "VQ-VAE (van den Oord et al. 2017): discrete codes, straight-through; EMA codebook "
-                "and dead-code revival options; uniform prior over codes",
+                "and dead-code revival options; uniform prior over codes, or a PixelCNN prior fitted after training",
                 kernel_ops=lambda o: ("vq_nearest", *decoder_ops(o)))
 class VQVAE(nn.Module):
-    sample_description = "decoder mean of p(x|z), codes drawn from a uniform prior"
     representation_kind = "pre-quantisation"
 
     def __init__(self, options: VQVAEOptions, data_info, backend: str = "auto", objective=None):
@@ -279,6 +295,24 @@ class VQVAE(nn.Module):
         self.encoder, self.decoder, self.latent_shape = build_vq_nets(
             options, shape, self.likelihood.out_channels(shape[0]), backend)
         self.init_codebook(options.codebook_size, options.code_dim)
+        self.options = options
+        self.prior = None if options.prior == "uniform" else CodePixelCNN(
+            options.codebook_size, options.prior_hidden, options.prior_layers)
+        self.prior_fitted = False
+
+    @property
+    def sample_description(self) -> str:
+        if self.prior is None:
+            return "decoder mean of p(x|z), codes drawn from a uniform prior"
+        o = self.options
+        return (f"decoder mean of p(x|z), codes drawn (raster order) from a PixelCNN prior over the {self.code_grid} "
+                f"code grid fitted to the training set's codes after training ({o.prior_steps} Adam steps, batch "
+                f"{o.prior_batch}, lr {o.prior_lr}, {o.prior_layers} gated layers of {o.prior_hidden} channels)")
+
+    @property
+    def code_grid(self) -> tuple[int, int]:
+        """(h, w) of the codes as the prior sees them: the conv grid, or one row of M for mlp."""
+        return tuple(self.latent_shape[1:]) if len(self.latent_shape) == 3 else (1, self.positions)
 
     def init_codebook(self, k: int, d: int) -> None:
         """e ~ U(-1/K, 1/K), the small init common in PyTorch ports of the paper's code: codes
@@ -376,9 +410,29 @@ class VQVAE(nn.Module):
         return self.decode_vectors(e)
 
     def variational_bound_nll(self, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x) <= -log p(x | z_q(x)) + M log K nats (uniform prior, one-hot q), (B,)."""
-        recon_nll = self.likelihood.nll(self.reconstruct_output(x), x)  # (B,)
+        """-log p(x) <= -log p(x | z_q(x)) - log p(k(x)) nats, (B,): q(k|x) is one-hot, so
+        KL(q || p) = -log p(k(x)), which is M log K under the uniform prior and the fitted
+        PixelCNN's NLL of the codes once it is fitted."""
+        indices, e = self.quantise(self.encode_vectors(x))
+        recon_nll = self.likelihood.nll(self.decode_vectors(e), x)  # (B,)
+        if self.prior is not None and self.prior_fitted:
+            return recon_nll - self.prior.log_prob(self.as_grid(indices))
         return recon_nll + self.positions * math.log(self.codebook_size)
+
+    def as_grid(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, M) -> (B, h, w), row-major as the positions are numbered."""
+        return indices.view(indices.shape[0], *self.code_grid)
+
+    def prepare_sampling(self, train_x: torch.Tensor) -> None:
+        """pixelcnn prior: fit it by maximum likelihood to the codes of the training set
+        (encoded once, in batches; the VQ-VAE stays frozen)."""
+        if self.prior is None:
+            return
+        with torch.no_grad():
+            codes = torch.cat([self.as_grid(self.code_indices(self.likelihood.prepare(chunk, None)))
+                               for chunk in train_x.split(256)])  # (N, h, w)
+        fit_code_prior(self.prior, codes, self.options)
+        self.prior_fitted = True
 
     def code_indices(self, x: torch.Tensor) -> torch.Tensor:
         return self.quantise(self.encode_vectors(x))[0]  # (B, M)
@@ -397,8 +451,30 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, draw: str = "mean") -> torch.Tensor:
-        """Decode codes drawn from the uniform prior (a learned PixelCNN prior is issue 9)."""
-        indices = torch.randint(self.codebook_size, (n, self.positions), generator=generator,
-                                device=self.codebook.device)  # (n, M)
+        """Decode codes drawn from the prior: uniform, or the fitted PixelCNN."""
+        if self.prior is not None:
+            if not self.prior_fitted:
+                raise RuntimeError("vq-vae prior='pixelcnn': call prepare_sampling(train_x) to fit the prior "
+                                   "before sampling (the harness does so after training)")
+            indices = self.prior.sample(n, *self.code_grid, generator).reshape(n, self.positions)
+        else:
+            indices = torch.randint(self.codebook_size, (n, self.positions), generator=generator,
+                                    device=self.codebook.device)  # (n, M)
         out = self.decode_vectors(self.codebook[indices])
         return self.likelihood.decode(out, draw, generator)
+
+
+def fit_code_prior(prior: nn.Module, codes: torch.Tensor, options: VQVAEOptions) -> None:
+    """Adam on the prior's NLL of random batches of `codes` (N, h, w); the batches come from
+    torch's global generator, which the harness seeds with the run's seed."""
+    optimiser = torch.optim.Adam(prior.parameters(), lr=options.prior_lr)
+    prior.train()
+    with torch.enable_grad():
+        for _ in range(options.prior_steps):
+            batch = codes[torch.randint(codes.shape[0], (min(options.prior_batch, codes.shape[0]),),
+                                        device=codes.device)]
+            loss = -prior.log_prob(batch).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    prior.eval()
