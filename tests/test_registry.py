@@ -171,11 +171,11 @@ def test_registry_for_known_kind_returns_the_global_registry():
 EXPECTED_BUILTINS = {
     "datasets": {
         "digits", "shapes", "photos", "toy2d-ring8", "toy2d-grid25",
-        "mnist", "fashion-mnist", "cifar10", "folder", "npz",
+        "mnist", "fashion-mnist", "cifar10", "folder", "npz", "waves",
     },
-    "models": {"ae", "vae"},
-    "losses": {"recon", "elbo"},
-    "metrics": {"reconstruction", "elbo"},
+    "models": {"ae", "vae", "pixelcnn", "wavenet", "realnvp", "glow"},
+    "losses": {"recon", "elbo", "nll"},
+    "metrics": {"reconstruction", "elbo", "likelihood", "anomaly", "ar_samplers"},
     "kernels": {"reparam_kl"},
     "suites": {"quick"},
 }

@@ -20,6 +20,12 @@ from matplotlib import ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from genbench.harness.report_likelihood import (  # noqa: E402
+    anomaly_section,
+    ar_sampler_section,
+    likelihood_section,
+)
+from genbench.harness.tables import mean_std  # noqa: E402
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
 from genbench.utils.hashing import json_hash  # noqa: E402
 
@@ -37,7 +43,8 @@ HEADLINE = [("quality/fid", False), ("coverage/modes_captured", True), ("test/nl
 
 # Metric families with a section of their own instead of a generic table in "Results".
 SWEEP_FN = "sampler_sweep"  # genbench/metrics/samplers.py: sampler/<quantity>@<point>
-OWN_SECTION = {SWEEP_FN: "Diffusion samplers"}
+OWN_SECTION = {SWEEP_FN: "Diffusion samplers", "anomaly": "Anomaly detection by likelihood",
+               "ar_samplers": "Autoregressive samplers"}
 
 # Metrics shown in the performance table, with how to display them.
 PERF_COLUMNS = {
@@ -63,6 +70,9 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         "## Distributions over seeds\n\n" + distribution_figures(final, figures, out_dir),
         "## Rate and distortion\n\n" + rate_distortion_section(final, figures, out_dir),
         "## Diffusion samplers\n\n" + sampler_section(final, figures, out_dir),
+        "## Likelihood across families\n\n" + likelihood_section(final),
+        "## Anomaly detection by likelihood\n\n" + anomaly_section(final),
+        "## Autoregressive samplers\n\n" + ar_sampler_section(final),
         "## Stability\n\n" + stability_table(final),
         "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
         "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
@@ -84,22 +94,6 @@ def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:
         "Each cell is mean ± std over seeds (n = number of seeds); a diverged run counts "
         "as a failure and contributes no quality numbers."
     )
-
-
-def fmt(x: float, digits: int = 4) -> str:
-    """Readable numbers: thousands separators for large ones, significant digits else."""
-    if abs(x) >= 10 ** digits:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
-
-
-def mean_std(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return ""
-    if len(values) == 1:
-        return f"{fmt(values.iloc[0])} (n=1)"
-    return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
 
 
 def status_table(final: pd.DataFrame) -> str:
@@ -508,8 +502,9 @@ def artefact_section(frame: pd.DataFrame, out_dir: Path) -> str:
             f"![{name}]({rel(Path(first['source_dir']) / p, out_dir)})" for name, p in sorted(paths.items())
         )
         parts.append(f"**{group}** (seed {first['seed']}; {', '.join(sorted(paths))})\n\n{images}")
-    note = ("Image sample grids show the decoder mean (likelihood models) or the generator's output "
-            "(GANs); reconstruction grids alternate rows of test images and their reconstructions; "
+    note = ("Image sample grids show the decoder mean (latent-variable models), draws (autoregressive "
+            "models, flows, diffusion: see each run's `samples` provenance) or the generator's output "
+            "(GANs); waveform figures plot drawn 1-D signals above test signals; reconstruction grids alternate rows of test images and their reconstructions; "
             "traversal grids move one latent dimension per row over its 5-95% range on the test data "
             "(the most variable dimensions, at most 12); interpolation grids decode straight lines "
             "between the encodings of test pairs; 2-D scatters show draws from the model.\n\n")

@@ -1,0 +1,21 @@
+"""How report tables show numbers: one home for the cell formats."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    """Readable numbers: thousands separators for large ones, significant digits else."""
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{fmt(values.iloc[0])} (n=1)"
+    return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
