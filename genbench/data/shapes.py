@@ -26,7 +26,8 @@ half-diagonal plus a pad), so every shape stays inside the canvas, clear of the 
 pixels, at every orientation and the largest scale. Adjacent positions can render the same
 image at size 32 (32 positions over ~14 px).
 
-Options: `size` in {32, 64} (default 32), `n` total images (16384), `test_fraction` (0.2)
+Options: `size` in {16, 32, 64} (default 32; 16 is a coarse, cheap variant for CPU budgets:
+the smallest shapes cover 2 to a few pixels, and many factor settings render alike), `n` total images (16384), `test_fraction` (0.2)
 and `seed` (0). Split: after generation, `holdout_split(n, test_fraction, seed)` picks the
 test images; the rest are the training set, both kept in generation order.
 """
@@ -65,7 +66,7 @@ PIXELS_PER_CHUNK = 1 << 22  # bounds the temporaries to ~16 MB each
 
 @dataclass(frozen=True)
 class ShapesOptions:
-    size: Literal[32, 64] = 32  # image side in pixels
+    size: Literal[16, 32, 64] = 32  # image side in pixels
     n: int = 16384  # total number of images (train + test)
     test_fraction: float = 0.2  # share of the images held out as the test set
     seed: int = 0  # seed of the factor draws and of the holdout
