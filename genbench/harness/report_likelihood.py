@@ -18,7 +18,7 @@ from genbench.harness.tables import mean_std
 # What each model family trades, in the words of the classic comparison table (key idea,
 # pros, cons); the measured columns beside them make it quantitative.
 FAMILIES = {
-    "pixelcnn": ("autoregressive", "p(x) = prod_i p(x_i | x_<i), masked convolutions",
+    "pixelcnn": ("autoregressive", "p(x) = prod_i p(x_i given x_<i), masked convolutions",
                  "exact likelihood, good likelihood numbers", "inefficient sampling (one pass per subpixel)"),
     "wavenet": ("autoregressive", "causal dilated convolutions over time",
                 "exact likelihood", "inefficient sampling (one pass per sample)"),
@@ -95,8 +95,9 @@ def families_table(final: pd.DataFrame) -> str:
         family, idea, pros, cons = FAMILIES.get(model, ("", "", "", ""))
         mine = final[final["model"].map(base_model) == model]
         row = {"model": model, "family": family, "key idea": idea, "pros": pros, "cons": cons}
-        for dataset, values in mine[mine["metric"] == "test/nll_bpd"].groupby("dataset"):
-            row[f"bits/dim {dataset} (best)"] = f"{values['value'].min():.3f}"
+        for dataset in sorted(set(nll["dataset"])):
+            values = mine[(mine["metric"] == "test/nll_bpd") & (mine["dataset"] == dataset)]["value"]
+            row[f"bits/dim {dataset} (best)"] = f"{values.min():.3f}" if not values.empty else ""
         for metric, column in (("perf/train_throughput", "train ex/s"), ("perf/sample_throughput", "samples/s")):
             values = mine[mine["metric"] == metric]["value"]
             row[column] = f"{values.median():.4g}" if not values.empty else ""
@@ -116,15 +117,17 @@ def anomaly_section(final: pd.DataFrame) -> str:
     rows, flagged = [], []
     for (model, objective, dataset), runs in records.groupby(["model", "objective", "dataset"], sort=True):
         row = {"model": model, "objective": objective, "trained on": dataset}
+        own = runs[runs["metric"].str.startswith("anomaly/id_")]["value"]
+        row["test bpd (own)"] = mean_std(own)
         for metric, values in runs.groupby("metric", sort=True):
             name = metric.split("/", 1)[1]
             if name.startswith("auroc@"):
                 ood = name.split("@", 1)[1]
                 row[f"AUROC vs {ood}"] = mean_std(values["value"])
+                row[f"bpd on {ood}"] = mean_std(runs[runs["metric"].str.startswith("anomaly/ood_")
+                                                     & runs["metric"].str.endswith(f"@{ood}")]["value"])
                 if values["value"].mean() < 0.5:
                     flagged.append(f"{model} ({dataset}) vs {ood}")
-            elif name == "id_bpd" or name.startswith("ood_bpd@"):
-                row[name.replace("ood_bpd@", "bpd ").replace("id_bpd", f"bpd {dataset}")] = mean_std(values["value"])
         rows.append(row)
     table = tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
     failure = ("Known failure (Nalisnick et al. 2019) seen here: AUROC < 0.5, the model assigns higher likelihood "
@@ -147,8 +150,8 @@ def ar_sampler_section(final: pd.DataFrame) -> str:
         for metric, values in runs.groupby("metric", sort=True):
             row[metric.split("/", 1)[1]] = mean_std(values["value"])
         rows.append(row)
-    prov = records["provenance"].iloc[0]
-    detail = ", ".join(f"{k}={prov[k]}" for k in sorted(prov) if k != "metric_fn")
+    prov = records[records["metric"].str.contains("samples_per_s")]["provenance"].iloc[0]
+    detail = ", ".join(f"{k}={prov[k]}" for k in ("method", "n", "device") if k in prov)
     return (tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
             + f"\n\nMeasured side by side in one process ({detail}); identical = 1 when both samplers drew the "
             "same samples from the same seed.")
