@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training-loop option, repeatable (GANs: e.g. --train-set n_critic=5)")
     p_run.add_argument("--out", type=Path, help="result folder; rerunning into an existing one resumes it "
                        "(default results/<suite>/<UTC stamp>-<host>/)")
+    p_run.add_argument("--shard", type=shard_arg, metavar="I/N",
+                       help="take shard I of N of the runs (0 <= I < N; split by sorted run_id) so N processes "
+                       "share one suite and one --out folder; render the report with `genbench report` after all")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_run.add_argument("--dry-run", action="store_true", help="validate and print the planned runs (and which "
+                       "are already complete in --out, so would be skipped), then exit without training")
 
     p_kernels = sub.add_parser("kernels", help="benchmark the Triton kernels against their baselines (CUDA)")
     p_kernels.add_argument("--ops", nargs="+", help="ops to run (default: all; `genbench list kernels`)")
@@ -76,10 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_report = sub.add_parser("report", help="render report.md and figures from result folders")
     p_report.add_argument("dirs", nargs="+", type=Path, help="result folders (holding results.jsonl)")
     p_report.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
+
+    p_compare = sub.add_parser("compare", help="per-metric deltas of B against baseline A, with noise bands over seeds")
+    p_compare.add_argument("baseline", type=Path, metavar="A", help="baseline: result folder (holding results.jsonl) "
+                           "or a .jsonl file of records (e.g. a saved kernel baseline)")
+    p_compare.add_argument("candidate", type=Path, metavar="B", help="candidate: result folder or .jsonl file")
+    p_compare.add_argument("--fail-above", type=float, metavar="PCT", help="exit 1 if any significant regression "
+                           "is worse than PCT%% of A's mean (default: report only, exit 0)")
+    p_compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison to FILE")
+    p_compare.add_argument("--changed-only", action="store_true", help="hide rows that are unchanged or within noise")
     return parser
 
 
 def cmd_list(args) -> int:
+    if args.kind == "suites":  # name, run count, description: what choosing a suite needs
+        from genbench.harness.suites import suite_listing
+
+        print(suite_listing())
+        return 0
     registry = registry_for(args.kind)
     for name in registry.names():
         summary = getattr(registry.get(name), "summary", "")
@@ -113,11 +132,51 @@ def cmd_run(args) -> int:
         suite = load_suite(args.suite or DEFAULT_SUITE)
         configs, suite_name, folder = suite.runs, suite.name, suite.name
     runs = resolve_all(configs, suite_name)  # every name and option checked before anything runs
+    runs = shard_for(args, runs)
     out = args.out or default_out(folder)
+    if args.dry_run:
+        from genbench.harness.suites import describe_plan
+
+        print(describe_plan(runs, out))
+        return 0
     print(f"{len(runs)} run(s) -> {out}", file=sys.stderr)
     run_all(runs, out, progress=not args.no_progress)
-    print(render_report([out]))
+    if args.shard:  # other shards may still be running: the report is rendered once, after all
+        print(f"shard {args.shard[0]}/{args.shard[1]} done; once every shard has finished: genbench report {out}",
+              file=sys.stderr)
+        print(out)
+    elif is_main_process():  # under torchrun, rank 0 alone writes the report
+        print(render_report([out]))
     return 0
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the shard as I/N, e.g. 0/2") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: need N >= 1 and 0 <= I < N, e.g. 0/2 and 1/2")
+    return index, count
+
+
+def shard_for(args, runs: list) -> list:
+    """This process's runs: its --shard of them, all of them otherwise. Shards and torchrun
+    ranks must write one folder, so both need --out (a default folder is stamped per process)."""
+    from genbench.harness.runner import shard_runs
+    from genbench.train.distributed import env_world_size
+
+    if (args.shard or env_world_size() > 1) and args.out is None:
+        raise GenbenchError("--shard and torchrun runs need --out DIR: every process must write into the same "
+                            "result folder, and the default folder is stamped per process.")
+    return shard_runs(runs, *args.shard) if args.shard else runs
+
+
+def is_main_process() -> bool:
+    from genbench.train.distributed import is_main
+
+    return is_main()
 
 
 def cmd_report(args) -> int:
@@ -163,12 +222,31 @@ def cmd_kernels(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from genbench.harness.compare import compare_paths, render
+
+    if args.fail_above is not None and args.fail_above < 0:
+        raise GenbenchError(f"--fail-above {args.fail_above}: give a percentage >= 0, e.g. --fail-above 5.")
+    comparison = compare_paths(args.baseline, args.candidate)
+    text = render(comparison, changed_only=args.changed_only)
+    print(text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    failures = [] if args.fail_above is None else comparison.failures(args.fail_above)
+    if failures:
+        print(f"{len(failures)} significant regression(s) worse than {args.fail_above}%: "
+              + ", ".join(f"{r.key.metric} ({r.badness_pct:+.1f}% worse)" for r in failures[:5]), file=sys.stderr)
+        return 1
+    return 0
+
+
 def default_out(folder: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return RESULTS_ROOT / folder / f"{stamp}-{socket.gethostname()}"
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "kernels": cmd_kernels}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "kernels": cmd_kernels, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

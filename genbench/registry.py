@@ -62,10 +62,17 @@ class Registry(Generic[T]):
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(self._items)) or "(none registered)"
         return (
-            f"Unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} "
+            f"Unknown {self.singular} "
             f"{name!r}.{hint} Registered {self.kind}: {known}. "
             f"Run `genbench list {self.kind}` to see them."
         )
+
+    @property
+    def singular(self) -> str:
+        """'losses' -> 'loss', 'models' -> 'model': for messages."""
+        if self.kind.endswith("sses"):
+            return self.kind[:-2]
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
 
     def names(self) -> list[str]:
         return sorted(self._items)

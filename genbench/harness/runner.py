@@ -5,6 +5,11 @@ memory, wall time per phase, loss curves and gradient norms, and the metrics tha
 to the model. A diverged run (NaN/Inf loss or gradient) is recorded as such and the
 suite goes on. A run whose records are complete in the results file is skipped, so a
 killed suite resumes where it stopped.
+
+Under torchrun (world size > 1) every rank takes part in every run: training is
+data-parallel (genbench/train/distributed.py), rank 0 alone evaluates and writes records
+and artefacts, and the ranks meet at a barrier after each run. `shard_runs` splits a suite
+over independent processes instead (`genbench run --shard I/N`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import numpy as np
 import torch
 
 from genbench.data import Dataset, load_dataset
+from genbench.errors import ConfigError
 from genbench.harness import artefacts, measure
 from genbench.harness.recorder import RunRecorder
 from genbench.harness.spec import Run
-from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, completed_run_ids
+from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, check_writable, completed_run_ids
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.models import build_model
-from genbench.train import TRAINERS, TrainContext
+from genbench.train import TRAINERS, TrainContext, distributed
 from genbench.train.base import TrainOutcome
 from genbench.train.stability import OVER_TRAINING
 
@@ -56,18 +62,35 @@ class DatasetCache:
 def run_all(runs: list[Run], out_dir: Path, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
     """Execute every run not already complete in out_dir/results.jsonl."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = out_dir / RESULTS_FILE
-    done = completed_run_ids(results)
-    datasets = DatasetCache()
-    for i, run in enumerate(runs, 1):
-        name = f"[{i}/{len(runs)}] {run.model_label} / {run.objective_label} / {run.config.dataset} / seed {run.config.seed}"
-        if run.run_id in done:
-            echo(f"{name}: complete in {results}, skipped")
-            continue
-        echo(f"{name}: running")
-        status = execute_run(run, out_dir, datasets, progress)
-        echo(f"{name}: {status}")
+    check_writable(out_dir)  # an unwritable or full folder fails now, before any training
+    with distributed.session(runs):  # under torchrun: join the process group, refuse non-DDP runs
+        main = distributed.is_main()  # rank 0 alone reads and writes the results
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        results = out_dir / RESULTS_FILE
+        done = distributed.broadcast_object(completed_run_ids(results) if main else None)
+        echo = echo if main else (lambda s: None)
+        datasets = DatasetCache()
+        for i, run in enumerate(runs, 1):
+            name = f"[{i}/{len(runs)}] {run.model_label} / {run.objective_label} / {run.config.dataset} / seed {run.config.seed}"
+            if run.run_id in done:
+                echo(f"{name}: complete in {results}, skipped")
+                continue
+            echo(f"{name}: running")
+            status = execute_run(run, out_dir, datasets, progress and main)
+            distributed.barrier()  # the other ranks wait here while rank 0 evaluates and records
+            echo(f"{name}: {status}")
+
+
+def shard_runs(runs: list[Run], index: int, count: int) -> list[Run]:
+    """Shard `index` of `count` (--shard I/N): the runs at positions index, index + count, ...
+    of the sorted run_ids, in suite order. A deterministic split by run_id, independent of
+    the suite's order: N processes with shards 0..N-1 do every run exactly once, and a
+    rerun of a shard skips its completed runs as any rerun does."""
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {index}/{count}: the shard index must be in 0..{count - 1}.")
+    mine = set(sorted(run.run_id for run in runs)[index::count])
+    return [run for run in runs if run.run_id in mine]
 
 
 def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool = True) -> str:
@@ -80,6 +103,9 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
     memory.reset()
     with measure.timed(device, phases, "build"):
         model = build_model(run.model_spec, run.model_options, data.info, cfg.backend, run.objective).to(device)
+    if not distributed.is_main():  # under torchrun: train this rank's shards; no records, no evaluation
+        outcome = TRAINERS[run.model_spec.trainer].train(train_context(run, model, data, None, None, False, None))
+        return "diverged" if outcome.diverged else "done"
     backends = model.kernel_backends()
     recorder = RunRecorder(run, out_dir / RESULTS_FILE, backend_label(backends))
     run_dir = out_dir / "runs" / run.run_id
@@ -91,8 +117,7 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
         recorder.flush()
 
     trainer = TRAINERS[run.model_spec.trainer]
-    ctx = TrainContext(model, run.objective, run.objective_options, run.trainer_options, data, cfg, device,
-                       torch.Generator(device=device).manual_seed(cfg.seed), log, recorder.emit, progress, run_dir)
+    ctx = train_context(run, model, data, log, recorder.emit, progress, run_dir)
     with measure.timed(device, phases, "train"):
         outcome = trainer.train(ctx)
     record_training(recorder, outcome, cfg)
@@ -103,9 +128,18 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
     recorder.emit(DIVERGED_METRIC, float(outcome.diverged), "bool", None,
                   at_step=outcome.diverged_step, reason=outcome.diverged_reason)
     recorder.emit(COMPLETE_METRIC, 1.0, "bool", None, artefacts=artefact_paths,
-                  kernel_backends=backends, dataset=data.provenance(), config=run_snapshot(run))
+                  kernel_backends=backends, dataset=data.provenance(), config=run_snapshot(run),
+                  distributed=distributed.describe())
     recorder.flush()
     return f"diverged at step {outcome.diverged_step}: {outcome.diverged_reason}" if outcome.diverged else "done"
+
+
+def train_context(run: Run, model, data: Dataset, log, emit, progress: bool, run_dir) -> TrainContext:
+    """The trainer's context; `log`/`emit` None (the other ranks under torchrun) records nothing."""
+    cfg, device = run.config, run.device
+    return TrainContext(model, run.objective, run.objective_options, run.trainer_options, data, cfg, device,
+                        torch.Generator(device=device).manual_seed(cfg.seed), log or (lambda step, scalars: None),
+                        emit or (lambda *args, **provenance: None), progress, run_dir)
 
 
 def record_training(recorder: RunRecorder, outcome: TrainOutcome, cfg) -> None:
@@ -114,7 +148,8 @@ def record_training(recorder: RunRecorder, outcome: TrainOutcome, cfg) -> None:
         rate, q = measure.median_rate(timed_steps, cfg.batch_size)
         recorder.emit("perf/train_throughput", rate, "examples/s", None, step_seconds=q,
                       warmup_steps=cfg.warmup_steps, batch_size=cfg.batch_size,
-                      method="batch_size / median step time (synchronised)")
+                      method="batch_size / median step time (synchronised; under DDP the global batch "
+                      "and the slowest rank's step)", distributed=distributed.describe())
     if outcome.skipped_steps:
         recorder.emit("train/skipped_steps", outcome.skipped_steps, "steps", None,
                       reason="fp16 grad scaler skipped steps with inf/NaN gradients")

@@ -37,6 +37,8 @@ is reported and ignored on read.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -53,6 +55,7 @@ SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
 COMPLETE_METRIC = "run/complete"
 DIVERGED_METRIC = "run/diverged"
+PROBE_SUFFIX = ".probe"  # check_writable's temporary file
 
 FIELDS = (
     "schema_version", "run_id", "attempt", "suite", "model", "objective", "dataset", "seed",
@@ -126,6 +129,50 @@ def drop_torn_tail(fd: int, path: str | Path) -> None:
     keep = start + last_newline + 1 if last_newline >= 0 else 0
     warnings.warn(f"{path}: dropping a torn last line of {size - keep} bytes before appending")
     os.ftruncate(fd, keep)
+
+
+def check_writable(out_dir: str | Path) -> None:
+    """Fail before training, not at the first record an hour later: the folder must take a write.
+
+    Creates `out_dir`, writes and fsyncs a small probe file there (fsync: a full disk can
+    accept the write into the page cache and fail only on flush) and removes it; an
+    existing results file must open for appending.
+    """
+    out_dir = Path(out_dir)
+    probe = out_dir / f".genbench-write-probe-{os.getpid()}{PROBE_SUFFIX}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b"genbench write probe\n" * 200)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.unlink(probe)
+        if (out_dir / RESULTS_FILE).exists():
+            os.close(os.open(out_dir / RESULTS_FILE, os.O_WRONLY | os.O_APPEND))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+        raise GenbenchError(unwritable_message(out_dir, exc)) from None
+
+
+def unwritable_message(out_dir: Path, exc: OSError) -> str:
+    """Cause (the OS error, and the file when it is not the folder or the probe) and the fix."""
+    reason = f"{exc.strerror or exc}" + (f" ({errno.errorcode[exc.errno]})" if exc.errno in errno.errorcode else "")
+    culprit = Path(exc.filename) if exc.filename and not str(exc.filename).endswith(PROBE_SUFFIX) else out_dir
+    while not culprit.exists() and culprit.parent != culprit:  # mkdir failed: the fix is on the parent
+        culprit = culprit.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "Free space on that file system (or raise the quota), or choose another folder with --out DIR."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"Make it writable (e.g. `chmod u+w {culprit}`) or choose a folder you can write with --out DIR."
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        fix = f"{culprit} is a file, not a folder: choose another path with --out DIR."
+    else:
+        fix = "Choose a writable folder with --out DIR."
+    where = f" at {culprit}" if culprit != out_dir else ""
+    return f"Cannot write results to {out_dir}: {reason}{where}. Nothing was run. {fix}"
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

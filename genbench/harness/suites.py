@@ -1,32 +1,66 @@
-"""Suite files (TOML): named lists of runs, registered in SUITES.
+"""Suite files (TOML): named lists of runs, registered in SUITES, validated whole on load.
 
-Format (every key of a run is a RunConfig field -- see genbench/harness/spec.py --
-plus `seeds`, a list expanded into one run per seed):
+A suite file has four top-level keys, all optional but one of `runs`/`grid`:
 
-    description = "what the suite is for"
+    description = "what the suite is for"   # shown by `genbench list suites`
 
-    [defaults]            # applied to every run, overridden per run
+    [defaults]            # applied to every entry below; an entry's own value wins
     dataset = "digits"
     steps = 400
-    seeds = [0, 1]
+    seeds = [0, 1]        # one run per seed (or `seed = 3` for a single one)
 
-    [[runs]]
+    [[runs]]              # one run (per seed): every value is a single value
     model = "vae"
     model_options = { arch = "conv", likelihood = "gaussian" }
 
+    [[grid]]              # the cross product of its list-valued axes
+    model = ["vae", "ae"]
+    objective = ["elbo"]                 # a scalar is a one-element axis
+    dataset = ["digits", "digits?size=8"]
+    steps = [500, 1000]                  # the training budget
+    precision = ["fp32", "bf16"]
+    seeds = [0, 1, 2]
+    lr = 2e-3                            # any other key: one value for every run
+    model_options = { latent_dim = 8 }   # every model of this grid
+    [grid.per_model.vae]                 # only the runs of model "vae"
+    model_options = { likelihood = "gaussian" }
+    [grid.per_objective.wgan]            # only the runs of objective "wgan"
+    trainer_options = { n_critic = 5 }
+
+Keys of `[defaults]`, `[[runs]]` and `[[grid]]` are the fields of `RunConfig`
+(genbench/harness/spec.py: model, dataset, objective, seed, steps, batch_size, lr, ...,
+model_options, objective_options, trainer_options) plus `seeds`; a grid also takes
+`per_model` and `per_objective`. Only the grid axes -- dataset, model, objective, steps,
+precision and seeds -- take lists. A grid crosses them in that order (dataset outermost,
+seed innermost); `[[runs]]` entries come first in file order, then `[[grid]]` entries.
+
+Option tables: an entry's `model_options` (or objective/trainer options) replaces the
+one in `[defaults]` as a whole; a `per_model`/`per_objective` table is merged key by key
+over the entry's, so it only has to name what differs.
+
+Validation happens on load, before any run starts, so a typo in the 12th run cannot
+waste the first eleven: unknown keys (with the closest valid key suggested), TOML value
+types (an integer where one is expected, not a string), value ranges, and then every
+expanded run is resolved against the registries -- model, objective and dataset names
+(with suggestions), model/objective/trainer/dataset options -- and checked for
+duplicates. Every message names the file, the entry and the key.
+
 Suite files in genbench/suites/ are registered by file name; any other path works too.
-Unknown keys and names are rejected, with suggestions, before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import itertools
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from genbench.errors import ConfigError
-from genbench.harness.spec import RunConfig, run_config
+from genbench.errors import ConfigError, GenbenchError
+from genbench.harness.spec import Run, RunConfig, resolve, run_config
 from genbench.registry import SUITES
 
 if sys.version_info >= (3, 11):
@@ -35,7 +69,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TOP_KEYS = {"description", "defaults", "runs"}
+TOP_KEYS = ("description", "defaults", "runs", "grid")
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)) + ("seeds",)
+GRID_AXES = ("dataset", "model", "objective", "steps", "precision")  # crossed in this order, then seeds
+PER_KEYS = ("per_model", "per_objective")  # grid only: option tables for one model / objective
+OPTION_TABLES = ("model_options", "objective_options", "trainer_options")
+MIN_VALUE = {"steps": 1, "batch_size": 1, "log_every": 1, "eval_batch": 1, "eval_samples": 1, "iwae_k": 1,
+             "warmup_steps": 0, "seed": 0}
+_HINTS = typing.get_type_hints(RunConfig)
 
 
 @dataclass(frozen=True)
@@ -49,6 +90,7 @@ class Suite:
     name: str
     description: str
     runs: list[RunConfig]
+    origins: list[str] = dataclasses.field(default_factory=list)  # per run: "[[grid]] entry 2" (for messages)
 
 
 def _register_builtin_suites() -> None:
@@ -57,7 +99,7 @@ def _register_builtin_suites() -> None:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """A registered suite name, or a path to a TOML suite file."""
+    """A registered suite name, or a path to a TOML suite file; validated and resolved."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.is_file():
         if not path.is_file():
@@ -69,22 +111,184 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def parse_suite(name: str, path: Path) -> Suite:
+    """Read, expand and fully validate a suite file: every run is resolved here."""
+    suite = read_suite(name, path)
+    check_runs(suite, path)
+    return suite
+
+
+# ---- reading and expanding (structure and types; no registry look-ups) ----
+
+def read_suite(name: str, path: Path) -> Suite:
+    """The suite's runs, with keys, types and ranges checked (cheap: `list suites` uses it)."""
+    data = _load_toml(path)
+    check_keys(data, TOP_KEYS, f"Suite file {path}, top level")
+    defaults = _table(data.get("defaults", {}), f"Suite file {path}, [defaults]")
+    check_entry(defaults, RUN_KEYS, (), f"Suite file {path}, [defaults]")
+    runs: list[RunConfig] = []
+    origins: list[str] = []
+    for table, expand in (("runs", expand_runs_entry), ("grid", expand_grid_entry)):
+        for i, entry in enumerate(_entries(data, table, path), 1):
+            origin = f"[[{table}]] entry {i}"
+            configs = expand({**defaults, **entry}, f"Suite file {path}, {origin}")
+            runs += configs
+            origins += [origin] * len(configs)
+    if not runs:
+        raise ConfigError(f"Suite file {path} has no [[runs]] or [[grid]] entries; add at least one "
+                          "(see `genbench/harness/suites.py` for the format).")
+    return Suite(name=name, description=str(data.get("description", "")), runs=runs, origins=origins)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Suite file {path} is not valid TOML: {exc}. Fix the syntax and rerun.") from None
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"Suite file {path}: unknown top-level key(s) {sorted(unknown)}; "
-                          f"allowed: {sorted(TOP_KEYS)}.")
-    defaults = data.get("defaults", {})
-    entries = data.get("runs", [])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"Suite file {path} has no [[runs]] entries; add at least one.")
-    runs: list[RunConfig] = []
-    for i, entry in enumerate(entries, 1):
-        runs += expand_seeds({**defaults, **entry}, f"suite {name!r} ({path}), run {i}")
-    return Suite(name=name, description=str(data.get("description", "")), runs=runs)
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of KEY = VALUE; got {value!r}.")
+    return value
+
+
+def _entries(data: dict[str, Any], table: str, path: Path) -> list[dict[str, Any]]:
+    entries = data.get(table, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"Suite file {path}: `{table}` must be an array of tables, written [[{table}]] "
+                          "above each entry's KEY = VALUE lines.")
+    return entries
+
+
+def check_keys(values: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """Reject unknown keys, suggesting the closest valid one (a typo must not be ignored)."""
+    for key in values:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(allowed)}.")
+
+
+def check_entry(values: dict[str, Any], allowed: tuple[str, ...], axes: tuple[str, ...], where: str) -> None:
+    """Keys, then each value's TOML type and range; the keys in `axes` may be lists."""
+    check_keys(values, allowed, where)
+    for key, value in values.items():
+        if key in PER_KEYS:
+            continue
+        if key == "seeds":
+            check_seeds(value, where)
+        elif isinstance(value, list) and key in GRID_AXES and key not in axes:
+            raise ConfigError(f"{where}, key {key!r}: a list is crossed only in a [[grid]] entry; give one "
+                              f"value here, or make this entry a [[grid]].")
+        elif isinstance(value, list) and key in axes:
+            if not value or len(set(map(repr, value))) != len(value):
+                raise ConfigError(f"{where}, key {key!r}: a grid axis must be a non-empty list without "
+                                  f"repeats; got {value!r}.")
+            for item in value:
+                check_value(key, item, where)
+        else:
+            check_value(key, value, where)
+
+
+def check_seeds(seeds: Any, where: str) -> None:
+    ok = isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)
+    if not ok or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}, key 'seeds': must be a non-empty list of distinct integers >= 0, "
+                          f"e.g. seeds = [0, 1, 2]; got {seeds!r}.")
+
+
+def check_value(key: str, value: Any, where: str) -> None:
+    """TOML has types: a quoted number or a list where one value belongs is a mistake, not input to coerce."""
+    annotation = _HINTS[key]
+    kind, example, ok = _expected_type(annotation, value)
+    if not ok:
+        raise ConfigError(f"{where}, key {key!r}: must be {kind}; got {value!r} ({_toml_kind(value)}). "
+                          f"Write it as e.g. {key} = {example}.")
+    if typing.get_origin(annotation) is Literal and value not in typing.get_args(annotation):
+        choices = ", ".join(repr(c) for c in typing.get_args(annotation))
+        raise ConfigError(f"{where}, key {key!r}: must be one of {choices}; got {value!r}.")
+    low = MIN_VALUE.get(key)
+    if low is not None and value < low:
+        raise ConfigError(f"{where}, key {key!r}: must be an integer >= {low}; got {value!r}.")
+    if key == "lr" and value <= 0 or key.startswith("adam_beta") and not 0 <= value < 1:
+        raise ConfigError(f"{where}, key {key!r}: out of range ({'lr > 0' if key == 'lr' else '0 <= beta < 1'}); "
+                          f"got {value!r}.")
+
+
+def _expected_type(annotation: Any, value: Any) -> tuple[str, str, bool]:
+    """(what is expected, an example, whether `value` has that TOML type)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is Literal:
+        return "a string", repr(args[0]).replace("'", '"'), isinstance(value, str)
+    if args and typing.get_origin(annotation) is not dict:  # X | None: TOML has no None, so X
+        annotation = args[0]
+    if annotation is int:
+        return "an integer", "500", type(value) is int
+    if annotation is float:
+        return "a number", "1e-3", type(value) in (int, float)
+    if annotation is str:
+        return "a string", '"..."', isinstance(value, str)
+    return "a table", "{ arch = \"conv\" }", isinstance(value, dict)
+
+
+def _toml_kind(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+             dict: "a table"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def expand_runs_entry(values: dict[str, Any], where: str) -> list[RunConfig]:
+    check_entry(values, RUN_KEYS, (), where)
+    require_model(values, where)
+    return expand_seeds(values, where)
+
+
+def require_model(values: dict[str, Any], where: str) -> None:
+    if "model" not in values:
+        raise ConfigError(f"{where} names no model: add e.g. model = \"vae\" to it or to [defaults] "
+                          "(`genbench list models`).")
+
+
+def expand_grid_entry(values: dict[str, Any], where: str) -> list[RunConfig]:
+    """The cross product of the axes (dataset, model, objective, steps, precision, seeds)."""
+    check_entry(values, RUN_KEYS + PER_KEYS, GRID_AXES, where)
+    require_model(values, where)
+    values = dict(values)
+    per = {key: values.pop(key, {}) for key in PER_KEYS}
+    axes = {k: (values[k] if isinstance(values[k], list) else [values[k]]) for k in GRID_AXES if k in values}
+    check_per_tables(per, axes, where)
+    configs: list[RunConfig] = []
+    for combo in itertools.product(*axes.values()):
+        run = {**values, **dict(zip(axes, combo))}
+        for key, axis in (("per_model", "model"), ("per_objective", "objective")):
+            run = merge_options(run, per[key].get(run.get(axis), {}))
+        configs += expand_seeds(run, where)
+    return configs
+
+
+def check_per_tables(per: dict[str, Any], axes: dict[str, list], where: str) -> None:
+    """per_model.NAME / per_objective.NAME: NAME is on the grid's axis, the body holds option tables."""
+    for key, axis in (("per_model", "model"), ("per_objective", "objective")):
+        tables = _table(per[key], f"{where}, key {key!r}")
+        names = axes.get(axis, [])
+        for name, body in tables.items():
+            if name not in names:
+                close = difflib.get_close_matches(name, [str(n) for n in names], n=1, cutoff=0.5)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{where}: [{key}.{name}] names no {axis} of this grid.{hint} "
+                                  f"This grid's {axis} axis: {names or '(not given)'}.")
+            body = _table(body, f"{where}, [{key}.{name}]")
+            check_keys(body, OPTION_TABLES, f"{where}, [{key}.{name}]")
+            for option_key, table in body.items():
+                _table(table, f"{where}, [{key}.{name}], key {option_key!r}")
+
+
+def merge_options(run: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-model/objective option tables merged key by key over the entry's own."""
+    run = dict(run)
+    for key, table in overrides.items():
+        run[key] = {**run.get(key, {}), **table}
+    return run
 
 
 def expand_seeds(values: dict[str, Any], context: str) -> list[RunConfig]:
@@ -94,9 +298,84 @@ def expand_seeds(values: dict[str, Any], context: str) -> list[RunConfig]:
         return [run_config(values, context)]
     if "seed" in values:
         raise ConfigError(f"{context}: give either `seed` or `seeds`, not both.")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{context}: `seeds` must be a non-empty list of integers; got {seeds!r}.")
+    check_seeds(seeds, context)
     return [run_config({**values, "seed": s}, context) for s in seeds]
+
+
+# ---- resolving (registry names, options, duplicates) ----
+
+def check_runs(suite: Suite, path: Path) -> list[Run]:
+    """Resolve every run now, so a bad name or option anywhere fails before the first run starts."""
+    runs: list[Run] = []
+    seen: dict[str, int] = {}
+    for i, (config, origin) in enumerate(zip(suite.runs, suite.origins)):
+        where = f"Suite file {path}, {origin} ({describe_config(config)})"
+        try:
+            run = resolve(config, suite.name)
+            check_dataset_options(config.dataset)
+        except GenbenchError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        if run.run_id in seen:
+            first = seen[run.run_id]
+            raise ConfigError(f"Suite file {path}: {suite.origins[first]} and {origin} both give the run "
+                              f"{run.model_label} / {run.objective_label} / {config.dataset} / seed {config.seed} "
+                              "(options at their defaults count as unset); remove one, or change its seed or "
+                              "options.")
+        seen[run.run_id] = i
+        runs.append(run)
+    return runs
+
+
+def describe_config(config: RunConfig) -> str:
+    objective = f"objective {config.objective!r}" if config.objective else "the model's default objective"
+    return f"model {config.model!r}, {objective}, dataset {config.dataset!r}, seed {config.seed}"
+
+
+def check_dataset_options(spec: str) -> None:
+    """`digits?sise=8` fails at load time too, not when the dataset is first loaded mid-suite."""
+    from genbench.data.base import parse_spec
+    from genbench.registry import DATASETS
+    from genbench.utils.options import build_options
+
+    name, _, options = parse_spec(spec)
+    build_options(DATASETS.get(name).options, options, f"dataset {name!r}")
+
+
+# ---- what the CLI shows ----
+
+def suite_listing() -> str:
+    """`genbench list suites`: name, run count and description per registered suite."""
+    lines = []
+    for name in SUITES.names():
+        entry: SuiteFile = SUITES.get(name)
+        try:
+            suite = read_suite(name, entry.path)
+            count = f"{len(suite.runs)} runs"
+            description = suite.description
+        except GenbenchError as exc:  # still listed: the listing is how one finds the broken file
+            count, description = "invalid", str(exc)
+        lines.append(f"{name}\t{count}\t{description}")
+    return "\n".join(lines)
+
+
+def describe_plan(runs: list[Run], out_dir: Path) -> str:
+    """`genbench run --dry-run`: one line per planned run and whether resume would skip it."""
+    from genbench.harness.store import RESULTS_FILE, completed_run_ids
+
+    done = completed_run_ids(out_dir / RESULTS_FILE)
+    header = ("#", "model", "objective", "dataset", "seed", "steps", "precision", "status")
+    rows = [header] + [
+        (str(i), r.model_label, r.objective_label, r.config.dataset, str(r.config.seed), str(r.config.steps),
+         r.config.precision, "complete (skip)" if r.run_id in done else "to run")
+        for i, r in enumerate(runs, 1)
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    skipped = sum(r.run_id in done for r in runs)
+    folder = f"{out_dir}" if out_dir.exists() else f"{out_dir} (a new folder)"
+    lines.append(f"{len(runs)} run(s) planned in {folder}: {len(runs) - skipped} to run, {skipped} already "
+                 "complete (skipped). Dry run: nothing was trained.")
+    return "\n".join(lines)
 
 
 _register_builtin_suites()

@@ -5,6 +5,10 @@ Each step is timed (device synchronised) for throughput; the loss terms and the 
 gradient norm are logged every `log_every` steps; a non-finite loss or gradient norm
 stops training and reports the run as diverged (fp16 excepted: there an infinite
 gradient is the scaler's business and only a non-finite loss diverges).
+
+Under torchrun the loop is data-parallel (genbench/train/distributed.py): each rank
+trains on its shard of every global batch, the loss runs inside DDP, and the logged
+terms are averaged over ranks, so every rank takes the same divergence decision.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from tqdm.auto import tqdm
 
 from genbench.errors import ConfigError
 from genbench.harness.measure import synchronize
+from genbench.train import distributed
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -32,23 +37,28 @@ def global_grad_norm(model: torch.nn.Module) -> torch.Tensor:
 class SingleStep:
     """One optimiser step on one objective: Adam, autocast for bf16/fp16, a gradient scaler
     for fp16. `backward` computes the loss terms and gradients; `apply` steps the
-    optimiser (the loop checks for divergence in between)."""
+    optimiser (the loop checks for divergence in between). Under torchrun the loss runs
+    inside DistributedDataParallel, which averages the gradients across ranks."""
 
     def __init__(self, model, loss_fn: Callable, run_config, device: torch.device):
         cfg = run_config
         self.model, self.loss_fn, self.device = model, loss_fn, device
+        self.forward = distributed.wrap_loss(model, loss_fn, device)  # loss_fn itself in one process
         self.optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
         self.amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def backward(self, x: torch.Tensor, step: int) -> tuple[dict, float, float]:
-        """(loss terms, loss, global gradient norm after unscaling) for batch x at `step`."""
+        """(loss terms, loss, global gradient norm after unscaling) for batch x at `step`;
+        under DDP the terms are the global batch's (averaged over ranks, detached) and the
+        gradients, hence their norm, are the same on every rank."""
         amp = self.amp_dtype
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            terms = self.loss_fn(x, step)
+            terms = self.forward(x, step)
         self.optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(terms["loss"]).backward()
         self.scaler.unscale_(self.optimiser)
+        terms = distributed.mean_terms(terms, self.device)
         return terms, float(terms["loss"].detach()), float(global_grad_norm(self.model))
 
     def apply(self) -> bool:
@@ -90,6 +100,8 @@ def train_single_objective(model, loss_fn: Callable, batches, run_config, device
             log(step, scalars)
             bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
     bar.close()
+    outcome.step_seconds = distributed.max_over_ranks(outcome.step_seconds, device)  # the slowest rank's
+    distributed.check_replicas(model, device)
     return outcome
 
 
@@ -100,17 +112,20 @@ class SingleOptions:
 
 def train_single(ctx) -> TrainOutcome:
     """Trainer entry: the objective's loss on batches of the train split. A class-conditional
-    model (`class_conditional` True: a conditional PixelCNN) gets each batch's labels too."""
+    model (`class_conditional` True: a conditional PixelCNN) gets each batch's labels too.
+    Under torchrun each rank takes its shard of every batch and draws the loss's noise
+    from its own stream (distributed.rank_generator); in one process both are the run's."""
     from genbench.train.batches import epoch_batches, labelled_batches
 
     x = ctx.data.train.x.to(ctx.device)
+    part, noise = distributed.shard(), distributed.rank_generator(ctx.generator, ctx.config.seed)
     if getattr(ctx.model, "class_conditional", False):
-        batches = labelled_batches(x, train_labels(ctx.data), ctx.config.batch_size, ctx.generator)
+        batches = labelled_batches(x, train_labels(ctx.data), ctx.config.batch_size, ctx.generator, part)
         loss_fn = lambda xy, step: ctx.objective.loss(ctx.model, xy[0], ctx.objective_options,  # noqa: E731
-                                                      ctx.generator, step, labels=xy[1])
+                                                      noise, step, labels=xy[1])
     else:
-        batches = epoch_batches(x, ctx.config.batch_size, ctx.generator)
-        loss_fn = lambda x, step: ctx.objective.loss(ctx.model, x, ctx.objective_options, ctx.generator, step)  # noqa: E731
+        batches = epoch_batches(x, ctx.config.batch_size, ctx.generator, part)
+        loss_fn = lambda x, step: ctx.objective.loss(ctx.model, x, ctx.objective_options, noise, step)  # noqa: E731
     return train_single_objective(ctx.model, loss_fn, batches, ctx.config, ctx.device, ctx.log, ctx.progress)
 
 
@@ -131,3 +146,4 @@ def divergence(loss: float, grad_norm: float, precision: str) -> str | None:
 
 
 register_trainer(Trainer("single", SingleOptions, train_single))
+distributed.register_ddp_trainer("single")
