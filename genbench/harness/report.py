@@ -25,6 +25,7 @@ from genbench.harness.report_likelihood import (  # noqa: E402
     ar_sampler_section,
     likelihood_section,
 )
+from genbench.harness.report_html import write_html_report  # noqa: E402
 from genbench.harness.tables import mean_std  # noqa: E402
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
 from genbench.utils.hashing import json_hash  # noqa: E402
@@ -81,6 +82,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
     ]
     path = out_dir / REPORT_FILE
     path.write_text("\n\n".join(sections) + "\n")
+    write_html_report(path, frame)  # report.html beside it: the same content, figures embedded
     return path
 
 
