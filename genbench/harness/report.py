@@ -26,6 +26,7 @@ from genbench.harness.report_likelihood import (  # noqa: E402
     likelihood_section,
 )
 from genbench.harness.report_html import write_html_report  # noqa: E402
+from genbench.harness.report_precision import precision_section  # noqa: E402
 from genbench.harness.tables import mean_std  # noqa: E402
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
 from genbench.utils.hashing import json_hash  # noqa: E402
@@ -76,6 +77,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         "## Autoregressive samplers\n\n" + ar_sampler_section(final),
         "## Stability\n\n" + stability_table(final),
         "## Performance\n\n" + perf_table(final) + "\n\n" + perf_note(final),
+        "## Precision ledger\n\n" + precision_section(final),
         "## Training curves\n\n" + curve_figures(frame, figures, out_dir),
         "## Samples and reconstructions\n\n" + artefact_section(frame, out_dir),
         "## Provenance\n\n" + provenance_section(frame),

@@ -1,0 +1,80 @@
+"""The report's precision ledger: for each model trained at more than one precision, the
+training speed-up of bf16 / fp16 autocast against fp32 and the change in quality, each with
+its seed noise, so a reader sees when mixed precision is free and when it is not.
+
+Rows pair a reduced-precision setting with the fp32 setting that differs from it only in
+precision (same model, objective, dataset, backend, device). Speed-up is the ratio of mean
+training throughputs. Quality is the headline metric the runs recorded (FID, else KID, else
+held-out bits/dim, else NLL; lower is better for each); its change is mean(reduced) -
+mean(fp32) with a noise band: +- (std_reduced^2/n_r + std_fp32^2/n_f)^0.5, the standard error
+of the difference of means (shown only with two or more seeds on each side). "free" means the
+change is within twice that band, so the speed-up costs no measurable quality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from tabulate import tabulate
+
+from genbench.harness.tables import fmt
+
+PAIR_KEYS = ["model", "objective", "dataset", "backend", "device"]
+QUALITY = ("quality/fid", "quality/kid", "test/nll_bpd", "test/nll")
+THROUGHPUT = "perf/train_throughput"
+
+
+def values(runs: pd.DataFrame, metric: str) -> pd.Series:
+    return runs[runs["metric"] == metric]["value"].dropna()
+
+
+def quality_change(reduced: pd.Series, full: pd.Series) -> tuple[float, float | None]:
+    """(mean difference, its standard error or None without two seeds on each side)."""
+    delta = float(reduced.mean() - full.mean())
+    if len(reduced) < 2 or len(full) < 2:
+        return delta, None
+    return delta, math.sqrt(reduced.var(ddof=1) / len(reduced) + full.var(ddof=1) / len(full))
+
+
+def ledger_row(setting: tuple, precision: str, reduced: pd.DataFrame, full: pd.DataFrame) -> dict | None:
+    row = dict(zip(PAIR_KEYS[:3], setting[:3]))
+    row["precision"] = f"{precision} vs fp32"
+    speed_r, speed_f = values(reduced, THROUGHPUT), values(full, THROUGHPUT)
+    row["train speed-up"] = (f"{speed_r.mean() / speed_f.mean():.2f}x (n={len(speed_r)}/{len(speed_f)})"
+                             if len(speed_r) and len(speed_f) else "")
+    metric = next((m for m in QUALITY if len(values(reduced, m)) and len(values(full, m))), None)
+    if metric is None:
+        row.update({"quality metric": "", "fp32": "", "reduced": "", "change": "", "verdict": "no quality recorded"})
+        return row
+    q_r, q_f = values(reduced, metric), values(full, metric)
+    delta, noise = quality_change(q_r, q_f)
+    row.update({"quality metric": metric, "fp32": fmt(q_f.mean()), "reduced": fmt(q_r.mean()),
+                "change": f"{delta:+.4g}" + (f" ± {noise:.2g}" if noise is not None else " (n=1, no noise band)")})
+    if noise is None:
+        row["verdict"] = "needs two seeds each"
+    elif abs(delta) <= 2 * noise:
+        row["verdict"] = "free (within noise)"
+    else:
+        row["verdict"] = "worse" if delta > 0 else "better"
+    return row
+
+
+def precision_section(final: pd.DataFrame) -> str:
+    """One row per (model, objective, dataset, backend, device, reduced precision) that has
+    an fp32 counterpart."""
+    rows = []
+    for setting, runs in final.groupby(PAIR_KEYS, sort=True):
+        precisions = set(runs["precision"])
+        if "fp32" not in precisions or len(precisions) < 2:
+            continue
+        full = runs[runs["precision"] == "fp32"]
+        for precision in sorted(precisions - {"fp32"}):
+            rows.append(ledger_row(setting, precision, runs[runs["precision"] == precision], full))
+    if not rows:
+        return ("(no model was trained at both fp32 and a reduced precision: add `precision = [\"fp32\", \"bf16\"]` "
+                "to a suite's [[grid]] to fill this ledger)")
+    note = ("Speed-up: mean training throughput at the reduced precision over fp32 (same batch size and device). "
+            "Change: reduced minus fp32 of the quality metric (lower is better for all of them), ± the standard "
+            "error of the difference of the seed means; 'free' = within twice that.")
+    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False) + "\n\n" + note
