@@ -65,9 +65,9 @@ def likelihood_section(final: pd.DataFrame) -> str:
     parts = []
     for dataset, records in nll.groupby("dataset", sort=True):
         rows = []
+        scopes = dict(tuple(final[final["dataset"] == dataset].groupby(SETTING, sort=True)))  # every record per setting
         for setting, runs in records.groupby(SETTING, sort=True):
-            scope = final[(final["dataset"] == dataset)
-                          & (final[SETTING].astype(str).agg(" | ".join, axis=1) == " | ".join(map(str, setting)))]
+            scope = scopes[setting]
             row = {"model": setting[0], "objective": setting[1], "family": FAMILIES.get(base_model(setting[0]),
                                                                                           ("",))[0],
                    "estimator": runs["provenance"].iloc[0].get("estimator", ""),
