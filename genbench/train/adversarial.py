@@ -6,6 +6,12 @@ regularisers such as weight clipping, then the loss's state update, e.g. BEGAN's
 then one generator step; conditional models add their auxiliary terms (ACGAN's
 classifier, InfoGAN's mutual-information bound) through the model. Every interval the
 loop records stability signals (see genbench/train/stability.py).
+
+Mixed precision (run precision bf16/fp16): the forward passes and losses of both steps run
+under autocast; fp16 adds one gradient scaler per network, and a step it skips for inf/NaN
+gradients is counted, not called divergence. Gradient penalties (WGAN-GP, DRAGAN, R1, ...)
+are always taken at fp32 with autocast off: their double backward in half precision
+underflows (fp16) or loses the small input gradients they penalise (bf16).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from tqdm.auto import tqdm
 from genbench.harness.measure import synchronize
 from genbench.registry import REGULARIZERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
-from genbench.train.single import global_grad_norm
+from genbench.train.single import AUTOCAST_DTYPES, global_grad_norm
 
 OPTIMISERS = {
     "adam": lambda params, lr, o: torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2)),
@@ -113,6 +119,27 @@ class AdversarialStep:
         self.replay = ReplayBuffer(o.replay_buffer, ctx.generator) if o.replay_buffer else None
         self.train_x = ctx.data.train.x.to(ctx.device)
         self.train_y = None if ctx.data.train.y is None else ctx.data.train.y.to(ctx.device)
+        self.amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
+        fp16 = cfg.precision == "fp16"
+        self.scaler_d = torch.amp.GradScaler(ctx.device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(ctx.device.type, enabled=fp16)
+        self.skipped_steps = 0  # fp16: updates a scaler skipped (inf/NaN gradients)
+
+    def autocast(self):
+        amp = self.amp_dtype
+        return torch.autocast(self.ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None)
+
+    def update(self, total, network, optimiser, scaler) -> float:
+        """Backward (scaled under fp16), the unscaled gradient norm, then the optimiser step."""
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.unscale_(optimiser)
+        grad_norm = global_grad_norm(network)
+        scale_before = scaler.get_scale() if scaler.is_enabled() else None
+        scaler.step(optimiser)
+        scaler.update()
+        self.skipped_steps += scale_before is not None and scaler.get_scale() < scale_before
+        return grad_norm
 
     def real_batch(self):
         """batch_size training examples drawn uniformly with replacement (D and G steps
@@ -149,25 +176,24 @@ class AdversarialStep:
 
     def discriminator_step(self, step: int) -> dict[str, float]:
         real, y_real = self.real_batch()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             fake, codes = self.model.generate(real.shape[0], self.ctx.generator, y_real)
+        fake = fake.float()  # the replay buffer and the penalties keep fp32 samples
         if self.replay is not None:
             fake = self.replay.mix(fake)
         real, fake, y_real, y_fake = self.swap_labels(real, fake, y_real, codes.labels)
         real, fake = self.noise(real, step), self.noise(fake, step)
-        d_real, d_fake = self.discriminate_pair(real, fake, y_real, y_fake)
-        terms = self.loss.discriminator(d_real, d_fake, self.ctx.objective_options, self.state)
-        total = terms["loss"] + self.model.auxiliary_d_terms(d_real, d_fake, y_real, codes, terms)
+        with self.autocast():
+            d_real, d_fake = self.discriminate_pair(real, fake, y_real, y_fake)
+            terms = self.loss.discriminator(d_real, d_fake, self.ctx.objective_options, self.state)
+            total = terms["loss"] + self.model.auxiliary_d_terms(d_real, d_fake, y_real, codes, terms)
         critic = lambda x: self.model.discriminate(x, y_real)  # noqa: E731  labels bound for penalties
-        for reg, reg_opts in self.penalties:
+        for reg, reg_opts in self.penalties:  # at fp32: outside autocast (see the module docstring)
             pen = reg.apply(critic, real.detach(), fake.detach(), reg_opts, self.ctx.generator)
             total = total + pen["loss"]
             terms[f"{reg.name}_penalty"] = pen[f"{reg.name}_penalty"]
             terms[f"{reg.name}_grad_norm_mean"] = pen["grad_norm_mean"]
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        terms["grad_norm_d"] = global_grad_norm(self.model.discriminator)
-        self.opt_d.step()
+        terms["grad_norm_d"] = self.update(total, self.model.discriminator, self.opt_d, self.scaler_d)
         for reg, reg_opts in self.post_steps:
             reg.apply(self.model.discriminator, reg_opts)
         if self.loss.update_state:
@@ -177,18 +203,16 @@ class AdversarialStep:
 
     def generator_step(self) -> dict[str, float]:
         real, y_real = self.real_batch()
-        fake, codes = self.model.generate(real.shape[0], self.ctx.generator, y_real)
-        d_fake = self.model.discriminate(fake, codes.labels)
-        d_real = None
-        if self.loss.needs_real_in_generator_step:
-            with torch.no_grad():
-                d_real = self.model.discriminate(real, y_real)
-        terms = self.loss.generator(d_real, d_fake, self.ctx.objective_options, self.state)
-        total = terms["loss"] + self.model.auxiliary_g_terms(d_fake, codes, terms)
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        terms["grad_norm_g"] = global_grad_norm(self.model.generator)
-        self.opt_g.step()
+        with self.autocast():
+            fake, codes = self.model.generate(real.shape[0], self.ctx.generator, y_real)
+            d_fake = self.model.discriminate(fake, codes.labels)
+            d_real = None
+            if self.loss.needs_real_in_generator_step:
+                with torch.no_grad():
+                    d_real = self.model.discriminate(real, y_real)
+            terms = self.loss.generator(d_real, d_fake, self.ctx.objective_options, self.state)
+            total = terms["loss"] + self.model.auxiliary_g_terms(d_fake, codes, terms)
+        terms["grad_norm_g"] = self.update(total, self.model.generator, self.opt_g, self.scaler_g)
         self.model.update_ema()
         terms["loss"] = total
         return scalars(terms, "g_")
@@ -200,8 +224,11 @@ def scalars(terms: dict, prefix: str) -> dict[str, float]:
             for k, v in terms.items()}
 
 
-def divergence(scalars: dict[str, float], explosion: float) -> str | None:
-    for key in ("d_loss", "g_loss", "grad_norm_d", "grad_norm_g"):
+def divergence(scalars: dict[str, float], explosion: float, precision: str = "fp32") -> str | None:
+    """Why this step counts as divergence, or None. Under fp16 a non-finite gradient norm is
+    the scaler's business (it skips that update and lowers the scale), not divergence."""
+    keys = ("d_loss", "g_loss") if precision == "fp16" else ("d_loss", "g_loss", "grad_norm_d", "grad_norm_g")
+    for key in keys:
         value = scalars.get(key)
         if value is None:
             continue
@@ -230,7 +257,7 @@ def train_adversarial(ctx) -> TrainOutcome:
         for _ in range(o.n_critic):
             scalars.update(steps.discriminator_step(step))
         scalars.update(steps.generator_step())
-        reason = divergence(scalars, o.explosion)
+        reason = divergence(scalars, o.explosion, cfg.precision)
         if reason:
             outcome.diverged, outcome.diverged_step, outcome.diverged_reason = True, step, reason
             ctx.log(step, scalars)
@@ -243,6 +270,7 @@ def train_adversarial(ctx) -> TrainOutcome:
         monitor.after_step(step, scalars)
     bar.close()
     monitor.finish(outcome)
+    outcome.skipped_steps = steps.skipped_steps
     ctx.model.eval()
     return outcome
 

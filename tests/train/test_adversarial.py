@@ -135,3 +135,66 @@ def test_gan_on_points_without_known_modes_trains_and_reports_no_quality(tmp_pat
     stability = {r["metric"] for r in records if r["metric"].startswith("stability/")}
     assert "stability/d_loss_std" in stability and "stability/failed" in stability
     assert not stability & {"stability/fid", "stability/modes_captured"}
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+
+def train_directly(objective: str, precision: str, steps: int = 3):
+    """train_adversarial on a small ring GAN outside the harness, at `precision` (fp16 runs
+    are refused on the CPU by spec.resolve, so the config is swapped in afterwards: the loop
+    itself is device-agnostic). Returns (outcome, [(D output dtype, autocast on)] per D call)."""
+    import dataclasses
+
+    from genbench.data import load_dataset
+    from genbench.models.gan import GAN, GanOptions
+    from genbench.train.adversarial import train_adversarial
+    from genbench.train.base import TrainContext
+
+    (run_,) = resolve_all([run_config({"model": "gan", "objective": objective, "device": "cpu", "steps": steps,
+                                       "batch_size": 16, **POINTS, "trainer_options": {"eval_every": 100}}, "test")])
+    data = load_dataset("toy2d-ring8")
+    model = GAN(GanOptions(arch="mlp", width=32, latent_dim=2), data.info, objective=run_.objective)
+    calls = []
+    model.discriminator.register_forward_hook(
+        lambda module, inputs, output: calls.append((output.score.dtype, torch.is_autocast_enabled("cpu"))))
+    ctx = TrainContext(model, run_.objective, run_.objective_options, run_.trainer_options, data,
+                       dataclasses.replace(run_.config, precision=precision), torch.device("cpu"),
+                       torch.Generator().manual_seed(0), lambda step, scalars: None, lambda *a, **k: None,
+                       progress=False)
+    return train_adversarial(ctx), calls
+
+
+def test_bf16_runs_both_steps_under_autocast_and_penalties_at_fp32():
+    outcome, calls = train_directly("wgan-gp", "bf16")
+    assert not outcome.diverged and len(outcome.step_seconds) == 3
+    under_amp = [dtype for dtype, amp in calls if amp]
+    penalty = [dtype for dtype, amp in calls if not amp]
+    assert under_amp and set(under_amp) == {torch.bfloat16}  # the D and G steps' forward passes
+    assert penalty and set(penalty) == {torch.float32}  # the gradient penalty's critic calls
+
+
+def test_fp32_runs_without_autocast():
+    outcome, calls = train_directly("non-saturating", "fp32")
+    assert not outcome.diverged and calls and {dtype for dtype, _ in calls} == {torch.float32}
+    assert not any(amp for _, amp in calls)
+
+
+def test_fp16_steps_through_grad_scalers():
+    outcome, calls = train_directly("hinge", "fp16", steps=6)
+    assert not outcome.diverged and len(outcome.step_seconds) == 6
+    assert {dtype for dtype, amp in calls if amp} == {torch.float16}
+
+
+def test_fp16_leaves_non_finite_gradients_to_the_scaler():
+    from genbench.train.adversarial import divergence
+
+    step = {"d_loss": 1.0, "g_loss": 1.0, "grad_norm_d": float("inf"), "grad_norm_g": 1.0}
+    assert divergence(step, 1e6, "fp32") == "non-finite grad_norm_d (inf)"
+    assert divergence(step, 1e6, "fp16") is None
+    assert divergence({**step, "d_loss": float("nan")}, 1e6, "fp16") == "non-finite d_loss (nan)"
+
+
+def test_a_bf16_gan_run_is_recorded_at_bf16(tmp_path):
+    last, _ = run(tmp_path, objective="non-saturating", precision="bf16", **POINTS)
+    assert last["run/diverged"]["value"] == 0.0 and last["run/complete"]["precision"] == "bf16"
