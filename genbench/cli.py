@@ -139,7 +139,8 @@ def cmd_run(args) -> int:
 
         print(describe_plan(runs, out))
         return 0
-    print(f"{len(runs)} run(s) -> {out}", file=sys.stderr)
+    if is_main_process():  # under torchrun, once, not once per rank
+        print(f"{len(runs)} run(s) -> {out}", file=sys.stderr)
     run_all(runs, out, progress=not args.no_progress)
     if args.shard:  # other shards may still be running: the report is rendered once, after all
         print(f"shard {args.shard[0]}/{args.shard[1]} done; once every shard has finished: genbench report {out}",

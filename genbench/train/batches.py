@@ -1,8 +1,8 @@
 """Minibatches drawn from an in-memory tensor: a fresh permutation every epoch.
 
 Under DDP (genbench/train/distributed.py) every rank draws the same permutation from the
-run's generator and keeps its block of each global batch (`part` = (rank, world size)),
-so the blocks of all ranks are exactly the single-process batch.
+run's generator and keeps its DistributedSampler share of each global batch (`part` =
+(rank, world size)), so the shares of all ranks are exactly the single-process batch.
 """
 
 from __future__ import annotations

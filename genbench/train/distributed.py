@@ -7,8 +7,9 @@ MASTER_ADDR, MASTER_PORT): NCCL with one GPU per LOCAL_RANK for CUDA runs, gloo 
 runs. All ranks then train every run together:
 
 - the global batch is the run's batch_size, drawn from one permutation that every rank
-  draws alike (same seed); rank r takes rows [r*b/N, (r+1)*b/N) of it, as a
-  DistributedSampler would shard an epoch, so the N shards are the single-process batch;
+  draws alike (same seed); PyTorch's DistributedSampler, run over the global batch's rows,
+  gives rank r its share (rows r, r+N, r+2N, ...), so the N shares are the single-process
+  batch (the sampler does not shuffle again: the batch already is a random draw);
 - the loss runs inside DDP's forward, and DDP averages the gradients, so a step on the
   global batch equals the single-process step (exactly, for a loss that is a mean over
   examples; random draws inside the loss come from a per-rank stream, see rank_generator);
@@ -192,8 +193,10 @@ def shard() -> tuple[int, int]:
 
 
 def shard_rows(rows: torch.Tensor, part: tuple[int, int]) -> torch.Tensor:
-    """Rank r's contiguous block of a global batch's rows (part = (r, N)): the N blocks,
-    in rank order, are the global batch."""
+    """Rank r's share of a global batch's rows (part = (r, N)), as DistributedSampler picks
+    it: the N shares together are the global batch, each row in exactly one of them."""
+    from torch.utils.data.distributed import DistributedSampler
+
     r, n = part
     if n == 1:
         return rows
@@ -202,8 +205,8 @@ def shard_rows(rows: torch.Tensor, part: tuple[int, int]) -> torch.Tensor:
             f"A global batch of {rows.shape[0]} rows cannot be split evenly across {n} processes. "
             f"Use a batch size divisible by {n} (and a training split of at least one batch)."
         )
-    per_rank = rows.shape[0] // n
-    return rows[r * per_rank:(r + 1) * per_rank]
+    share = list(DistributedSampler(range(rows.shape[0]), num_replicas=n, rank=r, shuffle=False))
+    return rows[share]
 
 
 def rank_generator(generator: torch.Generator, seed: int) -> torch.Generator:
