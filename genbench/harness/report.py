@@ -27,11 +27,12 @@ from genbench.harness.report_likelihood import (  # noqa: E402
 )
 from genbench.harness.report_html import write_html_report  # noqa: E402
 from genbench.harness.report_precision import precision_section  # noqa: E402
-from genbench.harness.tables import mean_std  # noqa: E402
+from genbench.harness.tables import drop_uniform, mean_std  # noqa: E402
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
 from genbench.utils.hashing import json_hash  # noqa: E402
 
 GROUP = ["model", "objective", "dataset", "precision", "backend", "device"]
+SETTING = ["model", "dataset", "precision", "backend", "device"]  # GROUP without the objective
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 
@@ -175,10 +176,12 @@ def rate_distortion_section(final: pd.DataFrame, figures: Path, out_dir: Path) -
     rd = final[final["metric"].isin([RATE, DISTORTION])]
     if rd.empty:
         return "(no run recorded a KL and a reconstruction term)"
-    values = rd.pivot_table(index=["model", "dataset", "objective", "run_id"], columns="metric",
+    values = rd.pivot_table(index=[*SETTING, "objective", "run_id"], columns="metric",
                             values="value").dropna().reset_index()
     parts = []
-    for (model, dataset), runs in values.groupby(["model", "dataset"], sort=True):
+    for setting, runs in values.groupby(SETTING, sort=True):
+        model, dataset = setting[:2]
+        title = f"{model} on {dataset} | " + " | ".join(setting[2:])
         stats = runs.groupby("objective")[[RATE, DISTORTION]].agg(["mean", "std", "count"])
         if len(stats) < 2:
             continue
@@ -191,13 +194,13 @@ def rate_distortion_section(final: pd.DataFrame, figures: Path, out_dir: Path) -
         ax.plot(stats[(RATE, "mean")], stats[(DISTORTION, "mean")], lw=0.8, color="grey")
         ax.set_xlabel("rate: KL(q(z|x) || p(z)), nats")
         ax.set_ylabel("distortion: -log p(x|z), nats")
-        ax.set_title(f"{model} on {dataset}", fontsize=9)
-        path = save_figure(fig, figures / f"rate-distortion-{json_hash([model, dataset])}.png")
+        ax.set_title(title, fontsize=9)
+        path = save_figure(fig, figures / f"rate-distortion-{json_hash(list(setting))}.png")
         rows = [{"objective": obj, "rate (KL nats)": mean_std(runs[runs["objective"] == obj][RATE]),
                  "distortion (recon NLL nats)": mean_std(runs[runs["objective"] == obj][DISTORTION])}
                 for obj in stats.index]
         table = tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False)
-        parts.append(f"**{model} on {dataset}**\n\n{table}\n\n![rate-distortion]({rel(path, out_dir)})")
+        parts.append(f"**{title}**\n\n{table}\n\n![rate-distortion]({rel(path, out_dir)})")
     note = ("Test-split terms of the single-sample ELBO (metric `elbo`): rate = KL, distortion = "
             "reconstruction NLL; their sum is -ELBO. Shown where one model and dataset were trained "
             "under two or more objective settings.\n\n")
@@ -221,7 +224,6 @@ BOUND_COLUMNS = {"test/nll_bpd": "NLL bound (bits/dim)", "test/nll": "NLL bound 
                  "coverage/high_quality_pct": "% high quality",
                  "perf/train_throughput": "train ex/s",
                  "perf/sample_throughput": "samples/s (default sampler)"}
-SETTING = ["model", "dataset", "precision", "backend", "device"]  # GROUP without the objective
 
 
 def sweep_records(final: pd.DataFrame) -> pd.DataFrame:
@@ -400,7 +402,7 @@ def stability_table(final: pd.DataFrame) -> str:
         return "(no stability records: only adversarial training records them)"
     rows = []
     for group, runs in stab.groupby(GROUP, sort=True):
-        row = dict(zip(["model", "objective", "dataset"], group[:3]))
+        row = dict(zip(GROUP, group))
         failed = runs[runs["metric"] == "stability/failed"]["value"]
         row["failed"] = f"{int(failed.sum())}/{len(failed)}"
         collapse = runs[runs["metric"] == "stability/collapse_step"]["value"]
@@ -411,7 +413,8 @@ def stability_table(final: pd.DataFrame) -> str:
         rows.append(row)
     note = ("failed = diverged, or collapsed at the final evaluation; collapse rule and interval "
             "quality per step are in the records (`stability/*`).")
-    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False) + "\n\n" + note
+    return (tabulate(drop_uniform(pd.DataFrame(rows)).fillna(""), headers="keys", tablefmt="github", showindex=False)
+            + "\n\n" + note)
 
 
 def short(metric: str) -> str:

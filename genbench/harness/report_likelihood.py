@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from tabulate import tabulate
 
-from genbench.harness.tables import mean_std
+from genbench.harness.tables import SETTING_SPLIT, drop_uniform, mean_std
 
 # What each model family trades, in the words of the classic comparison table (key idea,
 # pros, cons); the measured columns beside them make it quantitative.
@@ -34,6 +34,10 @@ FAMILIES = {
              "sample quality, stable training", "bound only, inefficient sampling (many steps)"),
     "vq-vae": ("latent variable (discrete)", "vector-quantised codes + a prior over them",
               "sharp reconstructions", "needs a learned prior to sample"),
+    "hvae": ("latent variable (hierarchical)", "ladder of latent layers, precision-weighted inference",
+             "deeper posteriors, easy sampling", "bound only, upper layers prone to collapse"),
+    "gumbel-vae": ("latent variable (categorical)", "Gumbel-softmax relaxation of discrete latents",
+                   "discrete codes trained by backprop", "bound only, temperature to tune"),
 }
 
 LIKELIHOOD_COLUMNS = {  # metric -> (column, scale)
@@ -44,7 +48,7 @@ LIKELIHOOD_COLUMNS = {  # metric -> (column, scale)
     "quality/fid": ("FID", 1.0),
     "quality/kid": ("KID", 1.0),
 }
-SETTING = ["model", "objective", "precision", "backend", "device"]
+SETTING = ["model", "objective", *SETTING_SPLIT]
 
 
 def base_model(label: str) -> str:
@@ -56,33 +60,48 @@ def by_metric_fn(final: pd.DataFrame, name: str) -> pd.DataFrame:
     return final[final["provenance"].map(lambda p: p.get("metric_fn") == name)]
 
 
+def binarised(provenance: dict) -> bool:
+    """Scored on binarised data (Bernoulli decoders): bits/dim of a different problem than
+    the 8-bit levels, never ranked beside them."""
+    return "binaris" in str(provenance.get("convention", ""))
+
+
 def likelihood_section(final: pd.DataFrame) -> str:
     """Per dataset, every model with a held-out NLL, best bits/dim first, beside its
-    throughputs, memory and sample quality; then the families' trade-offs."""
+    throughputs, memory and sample quality; then the families' trade-offs. Models scored on
+    binarised data get their own table."""
     nll = final[final["metric"] == "test/nll_bpd"]
     if nll.empty:
         return "(no run recorded a held-out NLL in bits/dim)"
     parts = []
     for dataset, records in nll.groupby("dataset", sort=True):
-        rows = []
         scopes = dict(tuple(final[final["dataset"] == dataset].groupby(SETTING, sort=True)))  # every record per setting
-        for setting, runs in records.groupby(SETTING, sort=True):
-            scope = scopes[setting]
-            row = {"model": setting[0], "objective": setting[1], "family": FAMILIES.get(base_model(setting[0]),
-                                                                                          ("",))[0],
-                   "estimator": runs["provenance"].iloc[0].get("estimator", ""),
-                   "_order": runs["value"].mean()}
-            for metric, (column, scale) in LIKELIHOOD_COLUMNS.items():
-                row[column] = mean_std(scope[scope["metric"] == metric]["value"] * scale)
-            rows.append(row)
-        frame = pd.DataFrame(rows).sort_values("_order").drop(columns="_order").replace("", pd.NA)
-        frame = frame.dropna(axis=1, how="all").fillna("")
-        conventions = sorted({f"{base_model(m)}: {p.get('convention', '')}"
-                              for m, p in zip(records["model"], records["provenance"])})
-        parts.append(f"### {dataset}\n\n" + tabulate(frame, headers="keys", tablefmt="github", showindex=False)
-                     + "\n\nConventions (all on the same test split, 8-bit data):\n\n"
-                     + "\n".join(f"- {c}" for c in conventions))
+        on_binarised = records["provenance"].map(binarised)
+        for title, subset, data in ((dataset, records[~on_binarised], "8-bit data"),
+                                    (f"{dataset}, binarised", records[on_binarised], "binarised data")):
+            if not subset.empty:
+                parts.append(f"### {title}\n\n" + likelihood_table(subset, scopes, data))
     return "\n\n".join(parts) + "\n\n" + families_table(final)
+
+
+def likelihood_table(records: pd.DataFrame, scopes: dict, data: str) -> str:
+    """One row per setting of `records` (test/nll_bpd), best bits/dim first; `scopes` holds
+    every record of each setting, for the columns beside the NLL."""
+    rows = []
+    for setting, runs in records.groupby(SETTING, sort=True):
+        scope = scopes[setting]
+        row = dict(zip(SETTING, setting))
+        row.update({"family": FAMILIES.get(base_model(setting[0]), ("",))[0],
+                    "estimator": runs["provenance"].iloc[0].get("estimator", ""), "_order": runs["value"].mean()})
+        for metric, (column, scale) in LIKELIHOOD_COLUMNS.items():
+            row[column] = mean_std(scope[scope["metric"] == metric]["value"] * scale)
+        rows.append(row)
+    frame = drop_uniform(pd.DataFrame(rows).sort_values("_order").drop(columns="_order")).replace("", pd.NA)
+    frame = frame.dropna(axis=1, how="all").fillna("")
+    conventions = sorted({f"{base_model(m)}: {p.get('convention', '')}"
+                          for m, p in zip(records["model"], records["provenance"])})
+    return (tabulate(frame, headers="keys", tablefmt="github", showindex=False)
+            + f"\n\nConventions (all on the same test split, {data}):\n\n" + "\n".join(f"- {c}" for c in conventions))
 
 
 def families_table(final: pd.DataFrame) -> str:
@@ -115,8 +134,9 @@ def anomaly_section(final: pd.DataFrame) -> str:
     if records.empty:
         return "(no anomaly-detection records: only models with a likelihood on embedded image data record them)"
     rows, flagged = [], []
-    for (model, objective, dataset), runs in records.groupby(["model", "objective", "dataset"], sort=True):
-        row = {"model": model, "objective": objective, "trained on": dataset}
+    for (model, objective, dataset, *split), runs in records.groupby(["model", "objective", "dataset",
+                                                                      *SETTING_SPLIT], sort=True):
+        row = {"model": model, "objective": objective, "trained on": dataset, **dict(zip(SETTING_SPLIT, split))}
         own = runs[runs["metric"].str.startswith("anomaly/id_")]["value"]
         row["test bpd (own)"] = mean_std(own)
         for metric, values in runs.groupby("metric", sort=True):
@@ -129,7 +149,7 @@ def anomaly_section(final: pd.DataFrame) -> str:
                 if values["value"].mean() < 0.5:
                     flagged.append(f"{model} ({dataset}) vs {ood}")
         rows.append(row)
-    table = tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+    table = tabulate(drop_uniform(pd.DataFrame(rows)).fillna(""), headers="keys", tablefmt="github", showindex=False)
     failure = ("Known failure (Nalisnick et al. 2019) seen here: AUROC < 0.5, the model assigns higher likelihood "
                "to the other data: " + "; ".join(flagged) + "." if flagged
                else "No model assigned higher mean likelihood to another dataset than to its own test split.")
@@ -145,13 +165,13 @@ def ar_sampler_section(final: pd.DataFrame) -> str:
     if records.empty:
         return "(no autoregressive sampler records)"
     rows = []
-    for (model, dataset), runs in records.groupby(["model", "dataset"], sort=True):
-        row = {"model": model, "dataset": dataset}
+    for (model, dataset, *split), runs in records.groupby(["model", "dataset", *SETTING_SPLIT], sort=True):
+        row = {"model": model, "dataset": dataset, **dict(zip(SETTING_SPLIT, split))}
         for metric, values in runs.groupby("metric", sort=True):
             row[metric.split("/", 1)[1]] = mean_std(values["value"])
         rows.append(row)
     prov = records[records["metric"].str.contains("samples_per_s")]["provenance"].iloc[0]
     detail = ", ".join(f"{k}={prov[k]}" for k in ("method", "n", "device") if k in prov)
-    return (tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False)
+    return (tabulate(drop_uniform(pd.DataFrame(rows)).fillna(""), headers="keys", tablefmt="github", showindex=False)
             + f"\n\nMeasured side by side in one process ({detail}); identical = 1 when both samplers drew the "
             "same samples from the same seed.")

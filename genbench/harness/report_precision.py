@@ -4,8 +4,9 @@ its seed noise, so a reader sees when mixed precision is free and when it is not
 
 Rows pair a reduced-precision setting with the fp32 setting that differs from it only in
 precision (same model, objective, dataset, backend, device). Speed-up is the ratio of mean
-training throughputs. Quality is the headline metric the runs recorded (FID, else KID, else
-held-out bits/dim, else NLL; lower is better for each); its change is mean(reduced) -
+training throughputs. Quality is each headline metric the runs recorded, one row each:
+sample quality (FID, else KID) and likelihood (held-out bits/dim, else NLL); lower is
+better for all of them. Its change is mean(reduced) -
 mean(fp32) with a noise band: +- (std_reduced^2/n_r + std_fp32^2/n_f)^0.5, the standard error
 of the difference of means (shown only with two or more seeds on each side). "free" means the
 change is within twice that band, so the speed-up costs no measurable quality.
@@ -21,7 +22,7 @@ from tabulate import tabulate
 from genbench.harness.tables import fmt
 
 PAIR_KEYS = ["model", "objective", "dataset", "backend", "device"]
-QUALITY = ("quality/fid", "quality/kid", "test/nll_bpd", "test/nll")
+QUALITY = (("quality/fid", "quality/kid"), ("test/nll_bpd", "test/nll"))  # per kind, the first recorded
 THROUGHPUT = "perf/train_throughput"
 
 
@@ -37,16 +38,26 @@ def quality_change(reduced: pd.Series, full: pd.Series) -> tuple[float, float | 
     return delta, math.sqrt(reduced.var(ddof=1) / len(reduced) + full.var(ddof=1) / len(full))
 
 
-def ledger_row(setting: tuple, precision: str, reduced: pd.DataFrame, full: pd.DataFrame) -> dict | None:
+def first_recorded(metrics: tuple[str, ...], reduced: pd.DataFrame, full: pd.DataFrame) -> str | None:
+    """The first of `metrics` that both sides recorded."""
+    return next((m for m in metrics if len(values(reduced, m)) and len(values(full, m))), None)
+
+
+def ledger_rows(setting: tuple, precision: str, reduced: pd.DataFrame, full: pd.DataFrame) -> list[dict]:
+    """One row per kind of quality both sides recorded (sample quality, likelihood)."""
     row = dict(zip(PAIR_KEYS[:3], setting[:3]))
     row["precision"] = f"{precision} vs fp32"
     speed_r, speed_f = values(reduced, THROUGHPUT), values(full, THROUGHPUT)
     row["train speed-up"] = (f"{speed_r.mean() / speed_f.mean():.2f}x (n={len(speed_r)}/{len(speed_f)})"
                              if len(speed_r) and len(speed_f) else "")
-    metric = next((m for m in QUALITY if len(values(reduced, m)) and len(values(full, m))), None)
-    if metric is None:
-        row.update({"quality metric": "", "fp32": "", "reduced": "", "change": "", "verdict": "no quality recorded"})
-        return row
+    metrics = [m for m in (first_recorded(kind, reduced, full) for kind in QUALITY) if m]
+    if not metrics:
+        return [{**row, "quality metric": "", "fp32": "", "reduced": "", "change": "",
+                 "verdict": "no quality recorded"}]
+    return [quality_row(dict(row), metric, reduced, full) for metric in metrics]
+
+
+def quality_row(row: dict, metric: str, reduced: pd.DataFrame, full: pd.DataFrame) -> dict:
     q_r, q_f = values(reduced, metric), values(full, metric)
     delta, noise = quality_change(q_r, q_f)
     row.update({"quality metric": metric, "fp32": fmt(q_f.mean()), "reduced": fmt(q_r.mean()),
@@ -70,7 +81,7 @@ def precision_section(final: pd.DataFrame) -> str:
             continue
         full = runs[runs["precision"] == "fp32"]
         for precision in sorted(precisions - {"fp32"}):
-            rows.append(ledger_row(setting, precision, runs[runs["precision"] == precision], full))
+            rows += ledger_rows(setting, precision, runs[runs["precision"] == precision], full)
     if not rows:
         return ("(no model was trained at both fp32 and a reduced precision: add `precision = [\"fp32\", \"bf16\"]` "
                 "to a suite's [[grid]] to fill this ledger)")

@@ -19,3 +19,14 @@ def mean_std(values: pd.Series) -> str:
     if len(values) == 1:
         return f"{fmt(values.iloc[0])} (n=1)"
     return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
+
+
+# A table row is one setting: these are never averaged together. A section that groups by
+# them shows them as columns, and drops a column whose value is the same in every row (the
+# provenance section names it once).
+SETTING_SPLIT = ["precision", "backend", "device"]
+
+
+def drop_uniform(frame: pd.DataFrame, columns: list[str] = SETTING_SPLIT) -> pd.DataFrame:
+    """`frame` without those of `columns` that hold a single value throughout."""
+    return frame.drop(columns=[c for c in columns if c in frame and frame[c].nunique(dropna=False) <= 1])

@@ -79,3 +79,30 @@ def test_the_likelihood_suite_resolves():
     assert {"vae", "pixelcnn", "realnvp", "glow", "ddpm", "vq-vae", "wavenet"} <= models
     objectives = {(r.config.model, r.objective.name) for r in runs}
     assert ("vae", "iwae") in objectives and ("vae", "elbo") in objectives
+
+
+def test_precisions_stay_apart_and_binarised_data_get_their_own_table(tmp_path):
+    """A setting is never averaged with another precision, and bits/dim on binarised data
+    (Bernoulli decoders) are not ranked beside bits/dim on the 8-bit levels."""
+    base = {"model": "vae", "dataset": "digits?size=8", "device": "cpu", "steps": 4, "batch_size": 16,
+            "eval_samples": 100, "eval_batch": 25, "warmup_steps": 1, "iwae_k": 2}
+    gaussian = {"likelihood": "gaussian", "hidden": 16, "latent_dim": 2}
+    entries = [{"model_options": gaussian}, {"model_options": gaussian, "precision": "bf16"},
+               {"model_options": {**gaussian, "likelihood": "bernoulli"}}]
+    runs = resolve_all([run_config({**base, **entry}, "test") for entry in entries], "test")
+    run_all(runs, tmp_path, progress=False, echo=lambda s: None)
+    text = render_report([tmp_path]).read_text()
+
+    part = section(text, "Likelihood across families")
+    eight_bit, binarised = part.split("### digits?size=8, binarised")
+    header = next(line for line in eight_bit.splitlines() if line.startswith("| model"))
+    assert "| precision" in header
+    rows = [line for line in eight_bit.splitlines() if line.startswith("| vae[")]
+    assert len(rows) == 2 and {"fp32", "bf16"} == {r.split("|")[3].strip() for r in rows}
+    assert all("(n=1)" in r for r in rows)  # one seed each: not pooled into n=2
+    assert len([line for line in binarised.splitlines() if line.startswith("| vae[")]) == 1
+    assert "binarisation" in binarised and "binarisation" not in eight_bit
+
+    anomaly = [line for line in section(text, "Anomaly detection by likelihood").splitlines()
+               if line.startswith("| vae[")]
+    assert len(anomaly) == 3 and not any("(n=2)" in line for line in anomaly)

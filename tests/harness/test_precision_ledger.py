@@ -10,11 +10,14 @@ from genbench.harness.store import append_records
 from tests.harness.test_sampler_report import record
 
 
-def run_records(model: str, precision: str, seed: int, throughput: float, fid: float) -> list[dict]:
+def run_records(model: str, precision: str, seed: int, throughput: float, fid: float,
+                bpd: float | None = None) -> list[dict]:
     run_id = f"{model}-{precision}-{seed}"
     rows = [record(run_id, "elbo", seed, "perf/train_throughput", throughput, "examples/s",
                    method="batch_size / median step time (synchronised)", warmup_steps=20),
             record(run_id, "elbo", seed, "quality/fid", fid, "fid", metric_fn="quality"),
+            *([record(run_id, "elbo", seed, "test/nll_bpd", bpd, "bits/dim", metric_fn="likelihood")]
+              if bpd is not None else []),
             record(run_id, "elbo", seed, "run/diverged", 0.0, "bool"),
             record(run_id, "elbo", seed, "run/complete", 1.0, "bool", artefacts={}, kernel_backends={},
                    dataset={"content_hash": "h"}, config={})]
@@ -30,9 +33,19 @@ def ledger(tmp_path, runs) -> str:
     return re.search(r"^## Precision ledger\n(.*?)(?=^## )", text, re.S | re.M).group(1)
 
 
-def row_of(part: str, model: str, precision: str) -> list[str]:
-    line = next(line for line in part.splitlines() if line.startswith(f"| {model} ") and f"{precision} vs fp32" in line)
+def row_of(part: str, model: str, precision: str, metric: str = "quality/fid") -> list[str]:
+    line = next(line for line in part.splitlines()
+                if line.startswith(f"| {model} ") and f"{precision} vs fp32" in line and metric in line)
     return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_a_likelihood_model_gets_a_row_for_sample_quality_and_one_for_bits_per_dim(tmp_path):
+    runs = [(m, p, seed, 100.0, 10.0 + seed, bpd + 0.01 * seed)
+            for seed in (0, 1) for m, p, bpd in (("flow", "fp32", 2.0), ("flow", "bf16", 2.5))]
+    part = ledger(tmp_path, runs)
+    assert "free (within noise)" in row_of(part, "flow", "bf16", "quality/fid")
+    bpd = row_of(part, "flow", "bf16", "test/nll_bpd")
+    assert "worse" in bpd and any(c.startswith("+0.5 ±") for c in bpd)
 
 
 def test_ledger_reports_speed_up_and_whether_quality_moved_beyond_seed_noise(tmp_path):
