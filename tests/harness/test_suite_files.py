@@ -17,7 +17,7 @@ from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE
 from genbench.harness.suites import SuiteFile, load_suite, parse_suite
 from genbench.registry import SUITES
 
-BUILTIN_RUN_COUNTS = {"quick": 10, "diffusion": 8, "likelihood": 15, "vae-zoo": 52, "gan-losses": 150}
+BUILTIN_RUN_COUNTS = {"quick": 10, "diffusion": 8, "likelihood": 15, "vae-zoo": 52, "gan-losses": 150, "standard": 50}
 
 
 def write_suite(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
