@@ -290,9 +290,10 @@ BN_CHECKS = (
 )
 
 
-def check_config(config: tuple) -> dict:
+def check_config(config: tuple, bench_op: str) -> dict:
     """The kernel (fp32, IEEE dots) against the reference in float64 on the CPU: y and,
-    unless folded BN (inference only), dx, dW, db. Errors relative to each tensor's max."""
+    unless folded BN (inference only), dx, dW, db. Errors relative to each tensor's max;
+    the row is labelled with `bench_op`, the registered bench that checks it."""
     from genbench.kernels.conv_transpose import triton_conv_transpose2d
 
     b, c_in, c_out, h, w, k, s, p, op, act, channels_last, split, bn = config
@@ -323,14 +324,14 @@ def check_config(config: tuple) -> dict:
     layout = ",channels_last" if channels_last else ""
     label = (f"B={b},C_in={c_in},C_out={c_out},H={h},W={w},k={k},s={s},p={p},op={op},{act}"
              f"{',bn' if bn else ''}{layout}{f',split={split}' if split else ''}")
-    return check_row("conv_transpose2d", label, f"max|err|/max|ref| ({'y' if bn else 'y, dx, dW, db'})",
+    return check_row(bench_op, label, f"max|err|/max|ref| ({'y' if bn else 'y, dx, dW, db'})",
                      relative_errors(out, ref), CHECK_TOLERANCE)
 
 
 def checker(op: str, configs: tuple):
     def check() -> list[dict]:
         """Kernel vs reference on small odd configurations (the interpreter on CPU)."""
-        return [{"op": op, **check_config(c)} for c in configs]
+        return [check_config(c, op) for c in configs]
 
     return check
 
