@@ -127,11 +127,10 @@ def cmd_run(args) -> int:
         if args.seeds < 1:
             raise GenbenchError("--seeds must be at least 1.")
         configs = [run_config({**base, "seed": s}, "the command line") for s in range(args.seeds)]
-        suite_name, folder = None, "adhoc"
+        runs, folder = resolve_all(configs), "adhoc"  # every name and option checked before anything runs
     else:
-        suite = load_suite(args.suite or DEFAULT_SUITE)
-        configs, suite_name, folder = suite.runs, suite.name, suite.name
-    runs = resolve_all(configs, suite_name)  # every name and option checked before anything runs
+        suite = load_suite(args.suite or DEFAULT_SUITE)  # resolved whole on load
+        runs, folder = suite.resolved, suite.name
     runs = shard_for(args, runs)
     out = args.out or default_out(folder)
     if args.dry_run:

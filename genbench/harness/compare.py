@@ -38,7 +38,7 @@ from tabulate import tabulate
 from genbench.errors import GenbenchError
 from genbench.harness.report import GROUP
 from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, completed_records, read_records
-from genbench.harness.tables import fmt
+from genbench.harness.tables import fmt, versions_text
 
 RECORD_KEYS = [*GROUP, "metric", "unit"]
 BOOTSTRAP_RESAMPLES = 10_000
@@ -611,10 +611,6 @@ def unmatched_table(comparison: Comparison, headers: dict[str, str]) -> str:
     return tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)
 
 
-def versions_text(versions: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-
-
 def side_provenance(side: Side) -> dict[str, str]:
     records = side.records
     stamps = sorted(str(r["timestamp"]) for r in records if r.get("timestamp"))
@@ -644,14 +640,14 @@ def provenance_section(comparison: Comparison) -> str:
     return "\n".join(lines) + note
 
 
-def method_note(resamples: int = BOOTSTRAP_RESAMPLES) -> str:
+def method_note() -> str:
     return (
         "Method: per group (the fields above, metric, unit, and the provenance that makes numbers "
         "comparable: sample counts, extractor and weights hash, estimator, sampler, kernel case ...), "
         "each side's end-of-run values over seeds (kernel benchmarks: repeated records). "
         "Δ = mean(B) − mean(A); Δ % = Δ / |mean(A)|. Δ interval: with n ≥ 2 on both sides, the "
         f"{100 * CONFIDENCE:.0f}% percentile bootstrap interval of the difference of means "
-        f"({resamples:,} resamples of the seeds within each side, numpy default_rng({BOOTSTRAP_SEED})); "
+        f"({BOOTSTRAP_RESAMPLES:,} resamples of the seeds within each side, numpy default_rng({BOOTSTRAP_SEED})); "
         "with n = 1 on both sides and timing quantiles in the records, `q20-q80` = [B.q20 − A.q80, "
         "B.q80 − A.q20], which excludes 0 only when the two 20–80% ranges of the repetitions do not "
         "overlap; otherwise none (n=1, no interval). A change is significant when its interval excludes "

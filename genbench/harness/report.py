@@ -511,7 +511,8 @@ def artefact_section(frame: pd.DataFrame, out_dir: Path) -> str:
         parts.append(f"**{group}** (seed {first['seed']}; {', '.join(sorted(paths))})\n\n{images}")
     note = ("Image sample grids show the decoder mean (latent-variable models), draws (autoregressive "
             "models, flows, diffusion: see each run's `samples` provenance) or the generator's output "
-            "(GANs); waveform figures plot drawn 1-D signals above test signals; reconstruction grids alternate rows of test images and their reconstructions; "
+            "(GANs); waveform figures plot drawn 1-D signals above test signals; reconstruction grids "
+            "alternate rows of test images and their reconstructions; "
             "traversal grids move one latent dimension per row over its 5-95% range on the test data "
             "(the most variable dimensions, at most 12); interpolation grids decode straight lines "
             "between the encodings of test pairs; 2-D scatters show draws from the model.\n\n")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from genbench.harness.tables import versions_text
+
 HTML_FILE = "report.html"
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -202,16 +204,12 @@ def provenance_header(frame: pd.DataFrame) -> str:
     commits = sorted({str(c) for c in frame["git_commit"].dropna()})
     rows.append(("git commit" + ("s" if len(commits) > 1 else ""),
                  "; ".join(commits) or "unknown (not run from a git checkout)"))
-    rows.append(("versions", "; ".join(sorted({format_versions(v) for v in frame["versions"]
+    rows.append(("versions", "; ".join(sorted({versions_text(v) for v in frame["versions"]
                                                 if isinstance(v, dict)})) or "unknown"))
     for column in ("device", "backend", "precision"):
         rows.append((column + "s", "; ".join(sorted({str(v) for v in frame[column].dropna()})) or "unknown"))
     items = "\n".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
     return f'<dl class="provenance">\n{items}\n</dl>\n'
-
-
-def format_versions(versions: dict) -> str:
-    return ", ".join(f"{name} {value}" for name, value in versions.items() if value is not None)
 
 
 def table_of_contents(body: str) -> str:

@@ -64,9 +64,7 @@ def run_all(runs: list[Run], out_dir: Path, progress: bool = True,
     """Execute every run not already complete in out_dir/results.jsonl."""
     check_writable(out_dir)  # an unwritable or full folder fails now, before any training
     with distributed.session(runs):  # under torchrun: join the process group, refuse non-DDP runs
-        main = distributed.is_main()  # rank 0 alone reads and writes the results
-        if main:
-            out_dir.mkdir(parents=True, exist_ok=True)
+        main = distributed.is_main()  # rank 0 alone reads and writes the results (check_writable made the folder)
         results = out_dir / RESULTS_FILE
         done = distributed.broadcast_object(completed_run_ids(results) if main else None)
         echo = echo if main else (lambda s: None)

@@ -90,7 +90,8 @@ class Suite:
     name: str
     description: str
     runs: list[RunConfig]
-    origins: list[str] = dataclasses.field(default_factory=list)  # per run: "[[grid]] entry 2" (for messages)
+    origins: list[str]  # per run: "[[grid]] entry 2" (for messages)
+    resolved: list[Run] | None = None  # the runs resolved against the registries (parse_suite); None before
 
 
 def _register_builtin_suites() -> None:
@@ -113,8 +114,7 @@ def load_suite(name_or_path: str) -> Suite:
 def parse_suite(name: str, path: Path) -> Suite:
     """Read, expand and fully validate a suite file: every run is resolved here."""
     suite = read_suite(name, path)
-    check_runs(suite, path)
-    return suite
+    return dataclasses.replace(suite, resolved=check_runs(suite, path))
 
 
 # ---- reading and expanding (structure and types; no registry look-ups) ----

@@ -21,6 +21,12 @@ def mean_std(values: pd.Series) -> str:
     return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
 
 
+def versions_text(versions: dict) -> str:
+    """A record's `versions` as "genbench 0.1.0, python 3.11.7, torch 2.4.0": sorted, unset
+    ones (None, e.g. triton without a GPU stack) left out."""
+    return ", ".join(f"{name} {value}" for name, value in sorted(versions.items()) if value is not None)
+
+
 # A table row is one setting: these are never averaged together. A section that groups by
 # them shows them as columns, and drops a column whose value is the same in every row (the
 # provenance section names it once).

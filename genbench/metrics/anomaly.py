@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from genbench.data import load_dataset  # the package: registers every dataset source
 from genbench.data.base import float01_to_images
 from genbench.metrics.base import EVAL_SEED, EvalContext, MetricValue, register_metric
-from genbench.metrics.likelihood import estimator, estimator_provenance, nll_per_example
+from genbench.metrics.likelihood import applies as likelihood_applies
+from genbench.metrics.likelihood import estimator_provenance, nll_per_example
 from genbench.registry import DATASETS
 
 PROTOCOL = ("Nalisnick et al. 2019: score = NLL per example, in-distribution test = negatives, "
@@ -136,16 +137,20 @@ def embedded_test_split(name: str) -> OODSet | None:
     return OODSet(name, data.info.spec, data.info.content_hash, data.test.x)
 
 
+def embedded(name: str) -> bool:
+    """A registered dataset that ships with genbench (no path on disk needed)."""
+    return name in DATASETS and not DATASETS.get(name).needs_path
+
+
 def ood_sets(own: str) -> list[OODSet]:
     """Every embedded image dataset in the registry other than the run's own (by name)."""
-    names = [n for n in DATASETS.names() if n != own and not DATASETS.get(n).needs_path]
+    names = [n for n in DATASETS.names() if n != own and embedded(n)]
     return [s for s in map(embedded_test_split, names) if s is not None]
 
 
 def applies(model, info) -> bool:
-    embedded = info.name in DATASETS and not DATASETS.get(info.name).needs_path
-    return (info.kind == "image" and embedded and estimator(model) is not None
-            and hasattr(model, "likelihood") and not getattr(model, "class_conditional", False))
+    return (info.kind == "image" and embedded(info.name) and likelihood_applies(model, info)
+            and not getattr(model, "class_conditional", False))
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,15 @@ from typing import Any, Callable
 
 from torch import nn
 
+from genbench.errors import ConfigError
 from genbench.registry import MODELS
+
+DRAWS = ("mean", "sample")  # what `sample(..., draw=)` takes: the decoder mean or a draw
+
+
+def check_draw(draw: str) -> None:
+    if draw not in DRAWS:
+        raise ConfigError(f"draw must be one of {', '.join(DRAWS)}; got {draw!r}.")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from genbench.errors import ConfigError
-from genbench.models.base import evaluating, register_model
+from genbench.models.base import check_draw, evaluating, register_model
 from genbench.models.unet import UNET_OPS, MLPDenoiser, UNet, UNetOptions
 from genbench.objectives.likelihood import (
     HALF_LOG_2PI,
@@ -48,7 +48,6 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t
 SCHEDULES = ("linear", "cosine")
 VARIANCES = ("fixed-small", "fixed-large")
 SAMPLERS = ("ddpm", "ddim")
-DRAWS = ("mean", "sample")
 LINEAR_BETA_START, LINEAR_BETA_END = 1e-4, 0.02  # Ho et al. 2020, over T = 1000
 COSINE_S, COSINE_MAX_BETA = 0.008, 0.999  # Nichol & Dhariwal 2021, eq. 17 and below
 BOUND_SEED = 0  # the bound's x_t noise and Monte-Carlo timesteps: fixed, the same for every run
@@ -536,8 +535,7 @@ def check_sampler(sampler: str, eta: float, variance: str, draw: str) -> None:
         raise ConfigError(f"Unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}.")
     if eta < 0:
         raise ConfigError(f"eta must be >= 0; got {eta}.")
-    if draw not in DRAWS:
-        raise ConfigError(f"draw must be one of {', '.join(DRAWS)}; got {draw!r}.")
+    check_draw(draw)
 
 
 def describe_sampler(sampler: str, steps: int | None, timesteps: int, eta: float, variance: str) -> str:

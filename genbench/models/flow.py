@@ -54,13 +54,12 @@ from torch import nn
 
 from genbench.data.base import images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
-from genbench.models.base import evaluating, register_model
+from genbench.models.base import check_draw, evaluating, register_model
 from genbench.objectives.likelihood import BIN_WIDTH, HALF_LOG_2PI, UniformDequantised
 
 ACTNORM_EPS = 1e-6  # added to the std at actnorm's data-dependent init (Glow's code)
 ZERO_CONV_GAIN = 3.0  # Glow's Conv2dZeros: output * exp(3 * logs), logs zero-initialised
 GLOW_SCALE_SHIFT = 2.0  # Glow's code: s = sigmoid(h + 2)
-DRAWS = ("mean", "sample")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,13 +136,19 @@ class ActNorm(nn.Module):
     y = (x + bias) * exp(log_scale), log-det H * W * sum(log_scale). Data-dependent init on
     the first forward pass in training mode: zero mean and unit variance per channel over
     that batch (see the module docstring). `initialised` is a buffer, so it is saved and
-    restored with the weights."""
+    restored with the weights; `checked` mirrors it on the host, so a training step does
+    not read the buffer back from the device (a sync per actnorm) once it is known."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.register_buffer("initialised", torch.tensor(False))
+        self.checked = False  # True once `initialised` is known to be set
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.checked = False  # read the loaded `initialised` again on the next training pass
 
     @torch.no_grad()
     def initialise(self, x: torch.Tensor) -> None:
@@ -155,8 +160,10 @@ class ActNorm(nn.Module):
         self.initialised.fill_(True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training and not bool(self.initialised):
-            self.initialise(x)
+        if self.training and not self.checked:
+            if not bool(self.initialised):
+                self.initialise(x)
+            self.checked = True
         y = (x + self.bias) * torch.exp(self.log_scale)
         return y, constant_logdet(x.shape[2] * x.shape[3] * self.log_scale.sum(), x)
 
@@ -571,8 +578,7 @@ class FlowModel(nn.Module):
                temperature: float | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1]; see sample_description. `draw` is checked and
         ignored; `temperature` overrides options.temperature."""
-        if draw not in DRAWS:
-            raise ConfigError(f"draw must be one of {', '.join(DRAWS)}; got {draw!r}.")
+        check_draw(draw)
         t = self.options.temperature if temperature is None else temperature
         if not t >= 0:
             raise ConfigError(f"temperature must be >= 0; got {t}.")

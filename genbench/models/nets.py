@@ -38,6 +38,13 @@ def level_channels(base: int, levels: int) -> list[int]:
     return [min(base * 2**i, MAX_CHANNELS) for i in range(levels)]
 
 
+def gate(pre: torch.Tensor) -> torch.Tensor:
+    """The gated activation tanh(a) * sigmoid(b) for pre = [a, b] along channels (dim 1):
+    (B, 2D, ...) -> (B, D, ...) (PixelCNN, van den Oord et al. 2016, eq. 2; WaveNet eq. 2)."""
+    a, b = pre.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -55,12 +55,12 @@ from torch import nn
 
 from genbench.data.base import PIXEL_LEVELS, images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
-from genbench.models.base import register_model
+from genbench.models.base import check_draw, register_model
+from genbench.models.nets import gate
 from genbench.objectives.likelihood import BIN_WIDTH, ExactDiscrete
 
 OUTPUTS = ("softmax", "logistic-mixture")
 SAMPLERS = ("naive", "cached")
-DRAWS = ("mean", "sample")
 LOG_SCALE_MIN = -7.0  # floor on the logistics' log scale (Salimans et al.'s code)
 MIN_STD_WIDTH = 1e-6  # standardised bin width below which a bin's mass is its midpoint density x width
 
@@ -106,12 +106,6 @@ class MaskedConv2d(nn.Conv2d):
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """Rows moved down by one, zeros in the top row: row r then holds what row r - 1 saw."""
     return F.pad(x, (0, 0, 1, 0))[..., :-1, :]
-
-
-def gate(pre: torch.Tensor) -> torch.Tensor:
-    """tanh(a) * sigmoid(b) for pre = [a, b] along channels (van den Oord et al. 2016, eq. 2)."""
-    a, b = pre.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
 
 
 # ----------------------------------------------------------------------------- the gated stack
@@ -579,6 +573,5 @@ class PixelCNN(nn.Module):
                labels: torch.Tensor | None = None) -> torch.Tensor:
         """n draws with the options' sampler; `draw` is accepted for the harness and ignored
         (see sample_description)."""
-        if draw not in DRAWS:
-            raise ConfigError(f"draw must be one of {', '.join(DRAWS)}; got {draw!r}.")
+        check_draw(draw)
         return self.sample_with(n, generator, self.options.sampler, labels)

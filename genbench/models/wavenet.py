@@ -46,6 +46,8 @@ from torch import nn
 from genbench.data.waves import LEVELS, QUANTISATION, mu_law_decode, mu_law_encode
 from genbench.errors import ConfigError
 from genbench.models.base import register_model
+from genbench.models.gumbel import gumbel_noise
+from genbench.models.nets import gate
 from genbench.objectives.likelihood import ExactDiscrete
 
 
@@ -71,12 +73,6 @@ def receptive_field(layers: int, stacks: int) -> int:
     """Samples c_(t-R) .. c_(t-1) that output t depends on: the kernel-2 layers reach back
     sum(dilations) = stacks (2^layers - 1) samples and the input shift one more."""
     return stacks * (2 ** layers - 1) + 1
-
-
-def gated(z: torch.Tensor) -> torch.Tensor:
-    """tanh(filter) * sigmoid(gate) (eq. 2) over the channel dim 1: (B, 2D, ...) -> (B, D, ...)."""
-    f, g = z.chunk(2, dim=1)
-    return torch.tanh(f) * torch.sigmoid(g)
 
 
 def tap_matrix(conv: nn.Conv1d, tap: int) -> torch.Tensor:
@@ -120,7 +116,7 @@ class ResidualBlock(nn.Module):
         z = self.dilated(F.pad(h, (self.dilation, 0)))  # (B, 2D, L): taps at t - d and t
         if cond is not None:
             z = z + cond[:, :, None]
-        out = gated(z)  # (B, D, L)
+        out = gate(z)  # (B, D, L)
         return h + self.residual(out), self.skip(out)
 
     def step_weights(self, cond: torch.Tensor | None) -> StepWeights:
@@ -135,7 +131,7 @@ class ResidualBlock(nn.Module):
         """One time step: h (B, R) the input now, past (B, R) the input `dilation` steps ago
         -> (next residual (B, R), skip (B, S)). The arithmetic of forward at one t."""
         z = torch.addmm(w.bias, h, w.now).addmm_(past, w.past)  # (B, 2D)
-        out = torch.addmm(w.out_bias, gated(z), w.out)  # (B, R + S)
+        out = torch.addmm(w.out_bias, gate(z), w.out)  # (B, R + S)
         return h + out[:, :h.shape[1]], out[:, h.shape[1]:]
 
 
@@ -183,8 +179,7 @@ def draw_codes(logits: torch.Tensor, generator: torch.Generator | None) -> torch
     """One code per row from softmax(logits) (B, 256) -> (B,) by the Gumbel-max trick:
     argmax(logits + Gumbel noise) with 256 fresh uniforms per row, so both samplers draw
     the same way and consume the generator identically."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device)  # (B, 256) in [0, 1)
-    return torch.argmax(logits - torch.log(-torch.log(u)), dim=1)  # u = 0 gives -inf: never drawn
+    return torch.argmax(logits + gumbel_noise(logits.shape, generator, logits.device), dim=1)
 
 
 @register_model("wavenet", "likelihood", WaveNetOptions, "nll",
@@ -227,7 +222,7 @@ class WaveNet(nn.Module):
         """Per-block conditioning biases (B, 2D) for labels (B,), or Nones when unconditional."""
         if self.class_conditional and labels is None:
             raise ValueError("a class-conditional WaveNet needs the examples' labels")
-        return [block.conditioning(labels) if self.class_conditional else None for block in self.blocks]
+        return [block.conditioning(labels) for block in self.blocks]
 
     def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """int64 codes (B, L) -> their input vectors (B, R, L), not yet shifted."""
@@ -277,7 +272,7 @@ class WaveNet(nn.Module):
             labels = torch.randint(self.n_classes, (n,), generator=generator, device=device)
         codes = self.naive_codes(n, generator, labels) if sampler == "naive" else \
             self.cached_codes(n, generator, labels)  # (n, L)
-        return mu_law_decode(codes).unsqueeze(1).to(device)  # (n, 1, L)
+        return mu_law_decode(codes).unsqueeze(1)  # (n, 1, L)
 
     def naive_codes(self, n: int, generator: torch.Generator | None, labels: torch.Tensor | None) -> torch.Tensor:
         """Codes (n, L), re-running the network over the whole prefix at every step."""

@@ -29,6 +29,18 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 BIN_WIDTH = 2.0 / (PIXEL_LEVELS - 1)  # width of one 8-bit level in [-1, 1] units
 
 
+def dequantise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """8-bit images plus uniform noise over one level: y = x + U(-w/2, w/2), w = BIN_WIDTH."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + (u - 0.5) * BIN_WIDTH
+
+
+def dequantised_bits_per_dim(nll_nats: torch.Tensor, dims: int) -> torch.Tensor:
+    """A continuous density's NLL (nats) of dequantised data in bits/dim on the discrete
+    8-bit scale: (nats + D log(1/w)) / (D ln 2) (Theis et al. 2016)."""
+    return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """p(x|z) for one decoder: how many outputs it needs and how to score/sample them."""
@@ -47,8 +59,7 @@ class Likelihood:
             return torch.bernoulli(probs, generator=generator)  # values in {0, 1}
         if not self.quantised:
             return x
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + (u - 0.5) * BIN_WIDTH
+        return dequantise(x, generator)
 
     def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """-log p(target | decoder output), summed over dims: nats per example (B,)."""
@@ -95,7 +106,7 @@ class Likelihood:
             return nll_nats / (dims * math.log(2))
         if not self.quantised:
             return None
-        return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
+        return dequantised_bits_per_dim(nll_nats, dims)
 
     def convention(self) -> str:
         if self.kind == "bernoulli":
@@ -188,11 +199,10 @@ class UniformDequantised:
     kind: str = "dequantised-density"
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + (u - 0.5) * BIN_WIDTH
+        return dequantise(x, generator)
 
     def bits_per_dim(self, nll_nats: torch.Tensor, dims: int) -> torch.Tensor:
-        return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
+        return dequantised_bits_per_dim(nll_nats, dims)
 
     def convention(self) -> str:
         return (f"{self.what} on uniformly dequantised 8-bit data (one level's noise, fixed seed at evaluation): "

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from genbench.harness.measure import synchronize
 from genbench.registry import REGULARIZERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
-from genbench.train.single import AUTOCAST_DTYPES, global_grad_norm
+from genbench.train.single import global_grad_norm, precision_autocast, scaler_step
 
 OPTIMISERS = {
     "adam": lambda params, lr, o: torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2)),
@@ -119,15 +119,13 @@ class AdversarialStep:
         self.replay = ReplayBuffer(o.replay_buffer, ctx.generator) if o.replay_buffer else None
         self.train_x = ctx.data.train.x.to(ctx.device)
         self.train_y = None if ctx.data.train.y is None else ctx.data.train.y.to(ctx.device)
-        self.amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
         fp16 = cfg.precision == "fp16"
         self.scaler_d = torch.amp.GradScaler(ctx.device.type, enabled=fp16)
         self.scaler_g = torch.amp.GradScaler(ctx.device.type, enabled=fp16)
         self.skipped_steps = 0  # fp16: updates a scaler skipped (inf/NaN gradients)
 
     def autocast(self):
-        amp = self.amp_dtype
-        return torch.autocast(self.ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None)
+        return precision_autocast(self.ctx.device, self.ctx.config.precision)
 
     def update(self, total, network, optimiser, scaler) -> float:
         """Backward (scaled under fp16), the unscaled gradient norm, then the optimiser step."""
@@ -135,10 +133,7 @@ class AdversarialStep:
         scaler.scale(total).backward()
         scaler.unscale_(optimiser)
         grad_norm = global_grad_norm(network)
-        scale_before = scaler.get_scale() if scaler.is_enabled() else None
-        scaler.step(optimiser)
-        scaler.update()
-        self.skipped_steps += scale_before is not None and scaler.get_scale() < scale_before
+        self.skipped_steps += scaler_step(scaler, optimiser)
         return grad_norm
 
     def real_batch(self):

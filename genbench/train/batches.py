@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from genbench.train.distributed import shard_rows
+from genbench.train.distributed import batch_share
 
 
 def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
@@ -23,10 +23,12 @@ def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
     if n == 0:
         raise ValueError("cannot draw batches from an empty split")
     size = min(batch_size, n)
+    share = batch_share(size, part, generator.device)
     while True:
         perm = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n - size + 1, size):
-            yield x[shard_rows(perm[start:start + size], part)]
+            rows = perm[start:start + size]
+            yield x[rows if share is None else rows[share]]
 
 
 def labelled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,

@@ -192,21 +192,23 @@ def shard() -> tuple[int, int]:
     return (rank(), world_size()) if active() else (0, 1)
 
 
-def shard_rows(rows: torch.Tensor, part: tuple[int, int]) -> torch.Tensor:
-    """Rank r's share of a global batch's rows (part = (r, N)), as DistributedSampler picks
-    it: the N shares together are the global batch, each row in exactly one of them."""
+def batch_share(size: int, part: tuple[int, int], device: torch.device) -> torch.Tensor | None:
+    """Rank r's positions in a global batch of `size` rows (part = (r, N)), as
+    DistributedSampler picks them: the N shares together are the global batch, each row in
+    exactly one of them. None in one process (the whole batch). Computed once per run, not
+    per step: the indices are the same for every batch."""
     from torch.utils.data.distributed import DistributedSampler
 
     r, n = part
     if n == 1:
-        return rows
-    if rows.shape[0] % n:
+        return None
+    if size % n:
         raise ConfigError(
-            f"A global batch of {rows.shape[0]} rows cannot be split evenly across {n} processes. "
+            f"A global batch of {size} rows cannot be split evenly across {n} processes. "
             f"Use a batch size divisible by {n} (and a training split of at least one batch)."
         )
-    share = list(DistributedSampler(range(rows.shape[0]), num_replicas=n, rank=r, shuffle=False))
-    return rows[share]
+    return torch.tensor(list(DistributedSampler(range(size), num_replicas=n, rank=r, shuffle=False)),
+                        device=device)
 
 
 def rank_generator(generator: torch.Generator, seed: int) -> torch.Generator:

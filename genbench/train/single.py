@@ -29,6 +29,22 @@ from genbench.train.base import Trainer, TrainOutcome, register_trainer
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def precision_autocast(device: torch.device, precision: str):
+    """Autocast at the run's precision (bf16 / fp16); a disabled context at fp32."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def scaler_step(scaler: torch.amp.GradScaler, *optimisers: torch.optim.Optimizer) -> bool:
+    """Step each optimiser through the grad scaler, then update the scale once; True when
+    the fp16 scaler skipped the step (inf/NaN gradients: it lowers the scale)."""
+    scale_before = scaler.get_scale() if scaler.is_enabled() else None
+    for optimiser in optimisers:
+        scaler.step(optimiser)
+    scaler.update()
+    return scale_before is not None and scaler.get_scale() < scale_before
+
+
 def global_grad_norm(model: torch.nn.Module) -> torch.Tensor:
     norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
@@ -42,18 +58,17 @@ class SingleStep:
 
     def __init__(self, model, loss_fn: Callable, run_config, device: torch.device):
         cfg = run_config
-        self.model, self.loss_fn, self.device = model, loss_fn, device
+        self.model, self.device = model, device
         self.forward = distributed.wrap_loss(model, loss_fn, device)  # loss_fn itself in one process
         self.optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
-        self.amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
+        self.precision = cfg.precision
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     def backward(self, x: torch.Tensor, step: int) -> tuple[dict, float, float]:
         """(loss terms, loss, global gradient norm after unscaling) for batch x at `step`;
         under DDP the terms are the global batch's (averaged over ranks, detached) and the
         gradients, hence their norm, are the same on every rank."""
-        amp = self.amp_dtype
-        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with precision_autocast(self.device, self.precision):
             terms = self.forward(x, step)
         self.optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(terms["loss"]).backward()
@@ -64,12 +79,10 @@ class SingleStep:
     def apply(self) -> bool:
         """Step the optimiser, then the model's weight EMA where it keeps one (update_ema:
         diffusion); True when the fp16 scaler skipped the step (inf/NaN gradients)."""
-        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
-        self.scaler.step(self.optimiser)
-        self.scaler.update()
+        skipped = scaler_step(self.scaler, self.optimiser)
         if hasattr(self.model, "update_ema"):
             self.model.update_ema()
-        return scale_before is not None and self.scaler.get_scale() < scale_before
+        return skipped
 
 
 def train_single_objective(model, loss_fn: Callable, batches, run_config, device: torch.device,

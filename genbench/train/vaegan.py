@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from genbench.harness.measure import synchronize
 from genbench.train.adversarial import OPTIMISERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
-from genbench.train.single import AUTOCAST_DTYPES, divergence, global_grad_norm
+from genbench.train.single import divergence, global_grad_norm, precision_autocast, scaler_step
 
 LOSS_OF = {"enc": "loss_enc", "dec": "loss_dec", "dis": "loss_dis"}  # network -> the loss that trains it
 
@@ -78,15 +78,6 @@ def backward_per_network(terms: dict[str, torch.Tensor], nets: dict[str, torch.n
     return norms
 
 
-def step_all(optimisers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler) -> bool:
-    """Step every optimiser; True when the fp16 scaler skipped this step (inf/NaN gradients)."""
-    scale_before = scaler.get_scale() if scaler.is_enabled() else None
-    for optimiser in optimisers.values():
-        scaler.step(optimiser)
-    scaler.update()
-    return scale_before is not None and scaler.get_scale() < scale_before
-
-
 def check(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor], precision: str) -> str | None:
     """Why this step counts as divergence (the first non-finite loss or gradient norm), or None."""
     values = torch.stack([terms[LOSS_OF[n]].detach().float() for n in LOSS_OF]
@@ -105,7 +96,6 @@ def train_vaegan(ctx) -> TrainOutcome:
     cfg, model = ctx.config, ctx.model
     nets = model.networks()
     optimisers = make_optimisers(nets, cfg.lr, ctx.trainer_options)
-    amp_dtype = AUTOCAST_DTYPES.get(cfg.precision)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == "fp16")
     batches = epoch_batches(ctx.data.train.x.to(ctx.device), cfg.batch_size, ctx.generator)
     outcome = TrainOutcome()
@@ -115,7 +105,7 @@ def train_vaegan(ctx) -> TrainOutcome:
         synchronize(ctx.device)
         start = time.perf_counter()
         x = next(batches)
-        with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with precision_autocast(ctx.device, cfg.precision):
             terms = ctx.objective.loss(model, x, ctx.objective_options, ctx.generator, step)
         norms = backward_per_network(terms, nets, optimisers, scaler)
         reason = check(terms, norms, cfg.precision)
@@ -123,7 +113,7 @@ def train_vaegan(ctx) -> TrainOutcome:
             outcome.diverged, outcome.diverged_step, outcome.diverged_reason = True, step, reason
             ctx.log(step, scalars(terms, norms))
             break
-        outcome.skipped_steps += step_all(optimisers, scaler)
+        outcome.skipped_steps += scaler_step(scaler, *optimisers.values())
         synchronize(ctx.device)
         outcome.step_seconds.append(time.perf_counter() - start)
         if step == 1 or step % cfg.log_every == 0 or step == cfg.steps:

@@ -15,6 +15,7 @@ from genbench.data import load_dataset
 from genbench.data.base import DatasetInfo
 from genbench.errors import ConfigError
 from genbench.harness.spec import resolve, run_config
+from genbench.models.base import evaluating
 from genbench.models.diffusion import (
     DDPM,
     DDPMOptions,
@@ -521,9 +522,8 @@ def test_ddpm_on_digits_fid_falls_and_the_bound_tightens_over_training(digits, t
     reference = reference_features(digits, "train", None, extractor, cpu)[0]["features"]
 
     def fid(model) -> float:
-        model.eval()
-        x = model.sample(500, torch.Generator().manual_seed(1))
-        model.train()
+        with evaluating(model):
+            x = model.sample(500, torch.Generator().manual_seed(1))
         return features_to_fid_kid(images_to_features(x, extractor, cpu)["features"], reference, 0)["fid"]
 
     torch.manual_seed(0)
