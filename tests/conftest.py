@@ -37,3 +37,23 @@ def digits():
 def digits_images(digits):
     """(train images, test images) of `digits`: (1438, 1, 16, 16), (359, 1, 16, 16)."""
     return digits.train.x, digits.test.x
+
+
+@pytest.fixture
+def ieee_fp32():
+    """No TF32 in torch's CUDA matmuls and convolutions for the test, restored after.
+
+    A plain save/restore, not monkeypatch.setattr: torch's cuBLAS flags are properties of a
+    module object, and monkeypatch's undo (delattr where the attribute is not in the
+    instance's __dict__) fails on recent torch, leaving the flags -- and, through the
+    failed undo, other patched state such as TRITON_INTERPRET -- wrong for later tests.
+    """
+    flags = ((torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32"))
+    saved = [getattr(owner, name) for owner, name in flags]
+    for owner, name in flags:
+        setattr(owner, name, False)
+    try:
+        yield
+    finally:
+        for (owner, name), value in zip(flags, saved):
+            setattr(owner, name, value)

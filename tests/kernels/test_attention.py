@@ -92,11 +92,9 @@ def check_against_reference(tensors, tol=FP32_TOL, **kwargs):
     return out
 
 
-@pytest.fixture(autouse=True)
-def ieee_fp32(monkeypatch):
-    """No TF32 in torch's matmuls on CUDA (references and SDPA in fp32 are then exact fp32)."""
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+# IEEE fp32 on both sides on CUDA (tests/conftest.py: ieee_fp32): cuDNN and cuBLAS without TF32,
+# so references and SDPA in fp32 are exact fp32 and the kernel (allow_tf32=None) follows cuDNN.
+pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
 
 # ----------------------------------------------------------------------------- interpreter (fp32)

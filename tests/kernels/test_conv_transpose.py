@@ -40,11 +40,9 @@ HALF_TOL = {torch.float16: (2e-3, 5e-4), torch.bfloat16: (1.6e-2, 4e-3)}
 NAMES = ("y", "dx", "dW", "db")
 
 
-@pytest.fixture(autouse=True)
-def ieee_fp32(monkeypatch):
-    """IEEE fp32 on both sides on CUDA: cuDNN without TF32, and the kernel (allow_tf32=None) follows it."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+# IEEE fp32 on both sides on CUDA (tests/conftest.py: ieee_fp32): cuDNN and cuBLAS without TF32,
+# so references and SDPA in fp32 are exact fp32 and the kernel (allow_tf32=None) follows cuDNN.
+pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
 
 def inputs(B, C_in, C_out, hw, kernel, bias=True, seed=0, dtype=torch.float32):

@@ -58,9 +58,7 @@ def info(shape=SHAPE) -> DatasetInfo:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_no_tf32(monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+def _one_thread_no_tf32(ieee_fp32):
     with one_thread():  # tiny networks: threads cost more than they give on 2 cores
         yield
 
