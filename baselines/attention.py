@@ -36,11 +36,12 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """softmax(q kᵀ · scale) v, eagerly: scores in the input dtype, softmax in fp32."""
+    """softmax(q kᵀ · scale) v, eagerly: scores in the input dtype, softmax in fp32 (or float64)."""
     check_inputs(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, S_q, S_k)
-    probs = scores.float().softmax(dim=-1).to(v.dtype)
+    # At least fp32 (float64 stays float64: the reference must be exact enough for gradcheck).
+    probs = scores.to(torch.promote_types(scores.dtype, torch.float32)).softmax(dim=-1).to(v.dtype)
     return torch.matmul(probs, v)  # (B, H, S_q, D)
 
 

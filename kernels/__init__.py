@@ -26,11 +26,31 @@ BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
 
 
 @dataclass(frozen=True)
+class OpExample:
+    """One small call of an op, the same on every backend, for the shared property tests
+    (tests/kernels/test_op_properties.py): every argument by keyword, and which of them are
+    differentiable inputs."""
+
+    label: str
+    kwargs: dict  # the op's arguments by name (tensors and settings); `backend` is added by the caller
+    grad: tuple[str, ...] = ()  # names of the differentiable tensor arguments
+
+
+@dataclass(frozen=True)
 class KernelOp:
     name: str
+    function: Callable  # the public op: (..., backend=) -> outputs
     reference: Callable  # genbench.baselines.<op>: same signature as the public function
     triton: Callable | None  # the Triton-backed implementation, None until it lands
     summary: str
+    # (dtype, device, generator) -> small calls covering the op's options: registering an op
+    # puts it under the property tests (gradient layouts, gradcheck, dtypes) with no other edit.
+    examples: Callable[[torch.dtype, torch.device, torch.Generator], list[OpExample]]
+
+
+def example_randn(generator: torch.Generator, *shape: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """N(0, 1) drawn on the CPU from `generator` (so every device sees the same values), then moved."""
+    return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
 
 
 def resolve_backend(op: str, backend: str, device: torch.device | str) -> str:
@@ -69,5 +89,5 @@ from genbench.kernels.groupnorm_silu import group_norm_silu  # noqa: E402  (regi
 from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
 from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
 
-__all__ = ["BACKENDS", "KernelOp", "attention", "conv_transpose2d", "dispatch", "group_norm_silu", "resolve_backend",
+__all__ = ["BACKENDS", "KernelOp", "OpExample", "attention", "example_randn", "conv_transpose2d", "dispatch", "group_norm_silu", "resolve_backend",
            "reparameterize_kl", "vq_nearest"]

@@ -582,9 +582,23 @@ def _register() -> None:
     from genbench.kernels import KernelOp
 
     KERNELS.register(OP_NAME, KernelOp(
-        name=OP_NAME, reference=reference, triton=triton_attention,
+        name=OP_NAME, function=attention, reference=reference, triton=triton_attention,
         summary="non-causal attention without the S x S matrix (online softmax), fwd+bwd",
+        examples=examples,
     ))
+
+
+def examples(dtype, device, generator):
+    """Self-attention with a sequence length that is no tile multiple and head dim 40 (padded to
+    64 in the kernel); cross-attention with fewer keys than queries."""
+    from genbench.kernels import OpExample, example_randn
+
+    def qkv(s_q, s_k, d):
+        return {name: example_randn(generator, 2, 2, s, d, dtype=dtype, device=device)
+                for name, s in (("q", s_q), ("k", s_k), ("v", s_k))}
+
+    return [OpExample("self S=19 D=40", qkv(19, 19, 40), ("q", "k", "v")),
+            OpExample("cross S_q=9 S_k=5 D=16", {**qkv(9, 5, 16), "scale": 0.3}, ("q", "k", "v"))]
 
 
 _register()

@@ -659,11 +659,31 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return f"{super().extra_repr()}, activation={self.activation}, backend={self.backend}"
 
 
+def examples(dtype, device, generator):
+    """The DCGAN layer geometry (k4 s2 p1) with bias and a fused ReLU on odd sizes, channels-last
+    too; k3 stride 1 with a tanh and no bias."""
+    from genbench.kernels import OpExample, example_randn
+
+    def tensors(*shape):
+        return example_randn(generator, *shape, dtype=dtype, device=device)
+
+    x, weight, bias = tensors(2, 6, 5, 7), tensors(6, 4, 4, 4) * 0.3, tensors(4)
+    k4s2 = {"weight": weight, "bias": bias, "stride": 2, "padding": 1, "activation": "relu"}
+    grads = ("x", "weight", "bias")
+    return [
+        OpExample("k4 s2 p1 relu", {"x": x, **k4s2}, grads),
+        OpExample("k4 s2 p1 relu channels-last", {"x": x.contiguous(memory_format=torch.channels_last), **k4s2}, grads),
+        OpExample("k3 s1 tanh", {"x": tensors(1, 3, 4, 3), "weight": tensors(3, 5, 3, 3) * 0.3,
+                                 "activation": "tanh"}, ("x", "weight")),
+    ]
+
+
 def _register() -> None:
     from genbench.kernels import KernelOp
 
     KERNELS.register(OP_NAME, KernelOp(
-        name=OP_NAME, reference=reference, triton=triton_conv_transpose2d,
+        name=OP_NAME, function=conv_transpose2d, reference=reference, triton=triton_conv_transpose2d,
+        examples=examples,
         summary="2-D transposed convolution by sub-pixel phases, fused bias/BN/activation epilogue, fwd+bwd",
     ))
 

@@ -846,11 +846,30 @@ class GroupNormSiLU(nn.GroupNorm):
         return f"{super().extra_repr()}, activation={self.activation}, backend={self.backend}"
 
 
+def examples(dtype, device, generator):
+    """Affine GroupNorm + SiLU on offset inputs (variance must not cancel), with a per-example
+    scale-shift, NCHW and channels-last; plain GroupNorm without the activation."""
+    from genbench.kernels import OpExample, example_randn
+
+    def tensors(*shape, offset=0.0):
+        return example_randn(generator, *shape, dtype=dtype, device=device) + offset
+
+    x = tensors(2, 8, 5, 3, offset=3.0)
+    affine = {"weight": tensors(8), "bias": tensors(8), "scale": tensors(2, 8), "shift": tensors(2, 8)}
+    grads = ("x", "weight", "bias", "scale", "shift")
+    return [
+        OpExample("NCHW affine scale-shift", {"x": x, "num_groups": 4, **affine}, grads),
+        OpExample("channels-last affine scale-shift",
+                  {"x": x.contiguous(memory_format=torch.channels_last), "num_groups": 2, **affine}, grads),
+        OpExample("no activation, no affine", {"x": tensors(3, 6, 7), "num_groups": 3, "activation": "none"}, ("x",)),
+    ]
+
+
 def _register() -> None:
     from genbench.kernels import KernelOp
 
     KERNELS.register(OP_NAME, KernelOp(
-        name=OP_NAME, reference=reference, triton=triton_group_norm_silu,
+        name=OP_NAME, function=group_norm_silu, reference=reference, triton=triton_group_norm_silu, examples=examples,
         summary="GroupNorm + per-example scale-shift + SiLU: shifted two-pass/Chan statistics, one read of x "
                 "when a group fits a tile, fwd+bwd, NCHW and channels-last",
     ))

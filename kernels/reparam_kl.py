@@ -14,7 +14,8 @@ Memory traffic. Forward reads mu and logvar (and eps when given) and writes z an
 N(0, 1) noise with Philox from (seed, offset + row·D + col), and backward regenerates
 the same noise instead of storing it, so autograd keeps only mu and logvar. Backward
 reads mu, logvar, dz (B·D), dkl (B) and eps if given, and writes dmu and dlogvar in one
-pass, from both upstream gradients:
+pass, from both upstream gradients (each read through its own strides: autograd hands
+backward expanded, stride-0 gradients for sums, e.g. dkl from kl.sum()):
 
     dmu     = dz + dkl·beta·mu·m
     dlogvar = dz·eps·std/2 + dkl·beta·(exp(logvar) - 1)/2·m,     m = [KL_d >= free_bits]
@@ -95,7 +96,7 @@ def _reparam_kl_fwd_kernel(
 def _reparam_kl_bwd_kernel(
     dz_ptr, dkl_ptr, mu_ptr, logvar_ptr, eps_ptr, dmu_ptr, dlogvar_ptr,
     B, D,
-    stride_gb, stride_gd, stride_mb, stride_md, stride_lb, stride_ld, stride_eb, stride_ed,
+    stride_gb, stride_gd, stride_kb, stride_mb, stride_md, stride_lb, stride_ld, stride_eb, stride_ed,
     seed, offset, beta, free_bits, logvar_limit,
     HAS_DZ: tl.constexpr, HAS_DKL: tl.constexpr, HAS_EPS: tl.constexpr, FREE_BITS: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -118,7 +119,8 @@ def _reparam_kl_bwd_kernel(
         dmu += dz
         dlogvar += dz * eps * 0.5 * tl.sqrt(var)
     if HAS_DKL:
-        g = beta * tl.load(dkl_ptr + offs_b, mask=mask_b, other=0.0).to(tl.float32)[:, None]
+        # dkl is often expanded (kl.sum() hands backward a stride-0 gradient): use its stride.
+        g = beta * tl.load(dkl_ptr + rows * stride_kb, mask=mask_b, other=0.0).to(tl.float32)[:, None]
         if FREE_BITS:
             kl_d = 0.5 * (mu * mu + var - 1.0 - logvar)
             g = tl.where(kl_d >= free_bits, g, 0.0)  # the floor passes no gradient
@@ -184,9 +186,10 @@ def reparam_kl_backward(dz, dkl, mu, logvar, eps, beta: float, free_bits: float,
     block_b, block_d, warps = block_sizes(D)
     e = eps if eps is not None else mu
     g = dz if dz is not None else mu
+    k = dkl if dkl is not None else mu[:, 0]
     _reparam_kl_bwd_kernel[(triton.cdiv(B, block_b), triton.cdiv(D, block_d))](
-        g, dkl if dkl is not None else mu, mu, logvar, e, dmu, dlogvar, B, D,
-        g.stride(0), g.stride(1), mu.stride(0), mu.stride(1), logvar.stride(0), logvar.stride(1),
+        g, k, mu, logvar, e, dmu, dlogvar, B, D,
+        g.stride(0), g.stride(1), k.stride(0), mu.stride(0), mu.stride(1), logvar.stride(0), logvar.stride(1),
         e.stride(0), e.stride(1),
         seed, offset, float(beta), float(free_bits), LOGVAR_LIMIT,
         HAS_DZ=dz is not None, HAS_DKL=dkl is not None, HAS_EPS=eps is not None,
@@ -255,6 +258,19 @@ def reparameterize_kl(
     return impl(mu, logvar, eps, beta=beta, free_bits=free_bits, generator=generator)
 
 
+def examples(dtype, device, generator):
+    """Column halves of one encoder output (the models' layout), odd D; plain and free bits."""
+    from genbench.kernels import OpExample, example_randn
+
+    stats = example_randn(generator, 5, 2 * 37, dtype=dtype, device=device)
+    eps = example_randn(generator, 5, 37, dtype=dtype, device=device)
+    calls = []
+    for label, settings in (("plain", {}), ("beta2,free_bits", {"beta": 2.0, "free_bits": 0.3})):
+        mu, logvar = stats.clone().chunk(2, dim=1)  # (5, 37) each, row stride 74
+        calls.append(OpExample(label, {"mu": mu, "logvar": logvar, "eps": eps, **settings}, ("mu", "logvar")))
+    return calls
+
+
 def _register() -> None:
     from genbench.kernels import KernelOp
 
@@ -262,9 +278,11 @@ def _register() -> None:
         OP_NAME,
         KernelOp(
             name=OP_NAME,
+            function=reparameterize_kl,
             reference=reference,
             triton=triton_reparameterize_kl,
             summary="z = mu + exp(logvar/2)*eps and per-example KL(N(mu, s^2) || N(0, I)), fused fwd+bwd",
+            examples=examples,
         ),
     )
 

@@ -393,9 +393,19 @@ def _register() -> None:
     from genbench.kernels import KernelOp
 
     KERNELS.register(OP_NAME, KernelOp(
-        name=OP_NAME, reference=reference, triton=triton_vq_nearest,
+        name=OP_NAME, function=vq_nearest, reference=reference, triton=triton_vq_nearest,
         summary="argmin_j ||x - e_j||^2 over a codebook without the N x K distance matrix",
+        examples=examples,
     ))
+
+
+def examples(dtype, device, generator):
+    """No differentiable input (the indices are discrete): a transposed x against an odd codebook."""
+    from genbench.kernels import OpExample, example_randn
+
+    x = example_randn(generator, 9, 13, dtype=dtype, device=device).t()  # (13, 9), transposed
+    codebook = example_randn(generator, 17, 9, dtype=dtype, device=device)
+    return [OpExample("N=13 K=17 D=9", {"x": x, "codebook": codebook, "return_distance": True})]
 
 
 _register()
