@@ -7,6 +7,8 @@ one-paragraph message and exit code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 import socket
 import sys
 from datetime import datetime, timezone
@@ -52,14 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="features for FID/KID/IS/PR: genbench's classifier for the dataset, or InceptionV3 "
                        "(needs --feature-weights); auto = inception-v3 iff --feature-weights is given")
     p_run.add_argument("--feature-weights", metavar="PATH",
-                       help="local InceptionV3 weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth)")
+                       help="local InceptionV3 weights (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)")
     p_run.add_argument("--set", dest="model_options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set arch=conv)")
     p_run.add_argument("--objective-set", dest="objective_options", action="append", metavar="KEY=VALUE",
                        help="objective option, repeatable (e.g. --objective-set beta=4)")
     p_run.add_argument("--train-set", dest="trainer_options", action="append", metavar="KEY=VALUE",
                        help="training-loop option, repeatable (GANs: e.g. --train-set n_critic=5)")
-    p_run.add_argument("--out", type=Path, help="result folder; rerunning into an existing one resumes it "
+    p_run.add_argument("--out", type=out_arg, help="result folder; rerunning into an existing one resumes it "
                        "(default results/<suite>/<UTC stamp>-<host>/)")
     p_run.add_argument("--shard", type=shard_arg, metavar="I/N",
                        help="take shard I of N of the runs (0 <= I < N; split by sorted run_id) so N processes "
@@ -76,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with --compare: exit 1 if a median time rose more than PCT%% (default 10)")
     p_kernels.add_argument("--check", action="store_true",
                            help="correctness only: kernels vs references (Triton interpreter without CUDA)")
-    p_kernels.add_argument("--out", type=Path, default=RESULTS_ROOT / "kernels", help="results root")
+    p_kernels.add_argument("--out", type=out_arg, default=RESULTS_ROOT / "kernels", help="results root")
 
     p_report = sub.add_parser("report", help="render report.md and figures from result folders")
     p_report.add_argument("dirs", nargs="+", type=Path, help="result folders (holding results.jsonl)")
-    p_report.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
+    p_report.add_argument("--out", type=out_arg, help="where to write the report (default: the first folder)")
 
     p_compare = sub.add_parser("compare", help="per-metric deltas of B against baseline A, with noise bands over seeds")
     p_compare.add_argument("baseline", type=Path, metavar="A", help="baseline: result folder (holding results.jsonl) "
@@ -132,7 +134,7 @@ def cmd_run(args) -> int:
         suite = load_suite(args.suite or DEFAULT_SUITE)  # resolved whole on load
         runs, folder = suite.resolved, suite.name
     runs = shard_for(args, runs)
-    out = args.out or default_out(folder)
+    out = args.out = args.out or default_out(folder)  # main() names it if the run is interrupted
     if args.dry_run:
         from genbench.harness.suites import describe_plan
 
@@ -140,7 +142,7 @@ def cmd_run(args) -> int:
         return 0
     if is_main_process():  # under torchrun, once, not once per rank
         print(f"{len(runs)} run(s) -> {out}", file=sys.stderr)
-    run_all(runs, out, progress=not args.no_progress)
+    run_all(runs, out, progress=not args.no_progress, shard=args.shard)
     if args.shard:  # other shards may still be running: the report is rendered once, after all
         print(f"shard {args.shard[0]}/{args.shard[1]} done; once every shard has finished: genbench report {out}",
               file=sys.stderr)
@@ -148,6 +150,14 @@ def cmd_run(args) -> int:
     elif is_main_process():  # under torchrun, rank 0 alone writes the report
         print(render_report([out]))
     return 0
+
+
+def out_arg(text: str) -> Path:
+    """--out DIR; an empty DIR (an unset shell variable, say) is refused, not taken as '.'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name would mean the current folder: give a folder, "
+                                         "e.g. --out results/mine (or --out . for the current folder)")
+    return Path(text)
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -199,6 +209,7 @@ def cmd_kernels(args) -> int:
         os.environ["TRITON_INTERPRET"] = "1"
     from genbench import kernelbench
 
+    check_fail_above(args.fail_above)
     if args.check:
         table, ok = kernelbench.run_checks(args.ops)
         print(table)
@@ -222,17 +233,25 @@ def cmd_kernels(args) -> int:
     return 0
 
 
+def check_fail_above(pct: float | None) -> None:
+    """--fail-above PCT is a finite percentage >= 0 (NaN would pass every comparison)."""
+    if pct is not None and not 0 <= pct < math.inf:
+        raise GenbenchError(f"--fail-above {pct}: give a finite percentage >= 0, e.g. --fail-above 5.")
+
+
 def cmd_compare(args) -> int:
     from genbench.harness.compare import compare_paths, render
+    from genbench.harness.store import write_text_atomic
 
-    if args.fail_above is not None and args.fail_above < 0:
-        raise GenbenchError(f"--fail-above {args.fail_above}: give a percentage >= 0, e.g. --fail-above 5.")
+    check_fail_above(args.fail_above)
+    if args.markdown and args.markdown.is_dir():
+        raise GenbenchError(f"--markdown {args.markdown} is a folder; give a file in it, e.g. "
+                            f"--markdown {args.markdown / 'comparison.md'}.")
     comparison = compare_paths(args.baseline, args.candidate)
     text = render(comparison, changed_only=args.changed_only)
     print(text)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+        write_text_atomic(args.markdown, text, option="--markdown FILE")  # whole or not at all
     failures = [] if args.fail_above is None else comparison.failures(args.fail_above)
     if failures:
         print(f"{len(failures)} significant regression(s) worse than {args.fail_above}%: "
@@ -260,6 +279,25 @@ def main(argv: list[str] | None = None) -> int:
     except GenbenchError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # under torchrun every rank gets the Ctrl-C: say it once (no torch yet: no torchrun group either)
+        if "torch" not in sys.modules or is_main_process():
+            print(interrupted_message(args), file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def interrupted_message(args) -> str:
+    """One line after Ctrl-C: what was saved and how to resume."""
+    if args.command != "run" or args.dry_run:
+        return f"genbench: interrupted; `genbench {args.command}` did not finish: rerun it."
+    if args.out is None:  # interrupted while the runs were being resolved
+        return "genbench: interrupted before any run started; nothing was saved."
+    from genbench.harness.store import RESULTS_FILE
+
+    if not (args.out / RESULTS_FILE).is_file():
+        return f"genbench: interrupted before any run recorded results in {args.out}; rerun the command to start again."
+    return (f"genbench: interrupted; the runs completed so far are saved in {args.out / RESULTS_FILE}. Rerun the "
+            f"same command with --out {shlex.quote(str(args.out))} to resume (the interrupted run starts over).")
 
 
 if __name__ == "__main__":

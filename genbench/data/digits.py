@@ -20,12 +20,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import float01_to_images, holdout_split, register_source, take
+from genbench.data.base import Header, float01_to_images, holdout_sizes, holdout_split, register_source, take
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 NATIVE_SIZE = 8
 MAX_VALUE = 16.0  # the source's intensities are 0..16
+N_IMAGES = 1797
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,12 @@ def digits_to_images(values: torch.Tensor, size: int) -> torch.Tensor:
     return float01_to_images(x01)
 
 
-@register_source("digits", DigitsOptions, needs_path=False,
+def probe_digits(options: DigitsOptions, path: str | None) -> Header:
+    n_train, n_test = holdout_sizes(N_IMAGES, TEST_FRACTION)
+    return Header("image", n_train, n_test, (1, options.size, options.size))
+
+
+@register_source("digits", DigitsOptions, needs_path=False, probe=probe_digits,
                  summary="scikit-learn handwritten digits: 1,797 8x8 images, upsampled")
 def load_digits(options: DigitsOptions, path: str | None):
     # Imported here: scikit-learn takes about a second to import. The data ships with it.

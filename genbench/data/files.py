@@ -3,7 +3,9 @@
 Every source here takes the option `limit` (default None): keep only the first `limit`
 examples of each split, for quick runs (CIFAR-10 batches past the limit are not even
 read). A missing, corrupt or unexpected file raises DataError naming the file, the
-problem and the fix.
+problem and the fix; so does one that cannot be read for lack of permission (as such, not
+as corrupt: see genbench.data.base.load_errors). What the loaders refuse before reading
+the examples (empty splits, too large data, ...) is listed in genbench.data.base.
 
 `mnist:DIR`, `fashion-mnist:DIR`
     DIR holds the four standard IDX files, each raw or gzipped (`NAME.gz`):
@@ -24,7 +26,7 @@ problem and the fix.
     `y` None) or in class subfolders DIR/CLASS/* (label = index of CLASS among the sorted
     subfolders that hold images; classes = their names), not both at once. Hidden files
     and files with other extensions are skipped. All images must have one size, or give
-    `size=N` to resize each to N x N (antialiased, aspect ratio not kept). Images are RGB
+    `size=N` (N <= 1024) to resize each to N x N (antialiased, aspect ratio not kept). Images are RGB
     (alpha dropped) unless every one is grayscale, then 1 channel. Split: holdout of
     `test_fraction` (0.1) chosen by holdout_split with seed 0, in sorted file order.
 `npz:FILE`
@@ -41,6 +43,7 @@ problem and the fix.
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -50,7 +53,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench.data.base import Split, holdout_split, register_source, take, uint8_to_images
+from genbench.data.base import (MAX_IMAGE_SIDE, Header, Split, holdout_sizes, holdout_split, register_source, take,
+                                uint8_to_images)
 from genbench.errors import DataError
 
 HOLDOUT_SEED = 0  # seed of the holdout for sources without their own split
@@ -67,6 +71,11 @@ def _existing_dir(path: str, name: str, expected: str) -> Path:
         problem = "is not a directory." if directory.exists() else "does not exist."
         raise _fail(directory, problem, f"Give '{name}:DIR' where DIR holds {expected}.")
     return directory.resolve()
+
+
+def _limited(n: int, limit: int | None) -> int:
+    """How many of n examples `limit` keeps."""
+    return n if limit is None else min(n, limit)
 
 
 def _limit(split: Split, limit: int | None) -> Split:
@@ -101,8 +110,8 @@ class FolderOptions(HoldoutOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.size is not None and self.size < 1:
-            raise ValueError("size must be >= 1 (or None to keep the images' own size)")
+        if self.size is not None and not 1 <= self.size <= MAX_IMAGE_SIDE:
+            raise ValueError(f"size must be between 1 and {MAX_IMAGE_SIDE} (or None to keep the images' own size)")
 
 
 # ---------------------------------------------------------------- MNIST / Fashion-MNIST (IDX)
@@ -128,20 +137,23 @@ def _find_idx(directory: Path, name: str, source: str) -> Path:
                 "or .gz), as downloaded from the dataset's site.")
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, size: int = -1) -> bytes:
+    """The file's bytes (decompressed for .gz), or only the first `size` of them."""
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+                return fh.read(size)
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except PermissionError:
+        raise  # not corrupt: load_errors (genbench.data.base) names the file and the fix
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise _fail(path, f"cannot be read ({exc}).",
                     "The file is corrupt or truncated: download it again.") from None
 
 
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes with the expected magic -> uint8 array of its dims."""
-    data = _read_bytes(path)
+def idx_header(data: bytes, path: Path, magic: int) -> tuple[list[int], int]:
+    """(dims, header length) from the start of an IDX file with the expected magic."""
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
@@ -153,13 +165,31 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < header:
         raise _fail(path, f"ends inside its header ({len(data)} bytes, header needs {header}).",
                     "The file is truncated: download it again.")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims))
-    actual = len(data) - header
+    return [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)], header
+
+
+def _check_idx_size(path: Path, dims: list[int], actual: int) -> None:
+    expected = math.prod(dims)  # exact: numpy's int64 product can wrap on a crafted header
     if actual != expected:
         raise _fail(path, f"holds {actual} bytes of data but its header {dims} says {expected}.",
                     "The file is truncated or corrupt: download it again.")
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes with the expected magic -> uint8 array of its dims."""
+    data = _read_bytes(path)
+    dims, header = idx_header(data, path, magic)
+    _check_idx_size(path, dims, len(data) - header)
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_image_dims(directory: Path, split: str, source: str) -> list[int]:
+    """[N, H, W] of a split's image file, from its header (and, uncompressed, its size)."""
+    path = _find_idx(directory, IDX_FILES[split][0], source)
+    dims, header = idx_header(_read_bytes(path, 16), path, IDX_IMAGES_MAGIC)
+    if path.suffix != ".gz":
+        _check_idx_size(path, dims, path.stat().st_size - header)
+    return dims
 
 
 def _read_idx_split(directory: Path, split: str, source: str, n_classes: int,
@@ -180,6 +210,13 @@ def _read_idx_split(directory: Path, split: str, source: str, n_classes: int,
     return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))  # y: (N,)
 
 
+def _probe_idx(options: LimitOptions, path: str, source: str) -> Header:
+    directory = _existing_dir(path, source, "the four MNIST-style IDX files")
+    (n_train, *train_hw), (n_test, *test_hw) = (_idx_image_dims(directory, s, source) for s in ("train", "test"))
+    return Header("image", _limited(n_train, options.limit), _limited(n_test, options.limit), (1, *train_hw),
+                  test_shape=(1, *test_hw))
+
+
 def _load_idx(options: LimitOptions, path: str, source: str, classes: tuple[str, ...]):
     directory = _existing_dir(path, source, "the four MNIST-style IDX files")
     train = _read_idx_split(directory, "train", source, len(classes), options.limit)
@@ -194,13 +231,14 @@ def _load_idx(options: LimitOptions, path: str, source: str, classes: tuple[str,
     return train, test, facts
 
 
-@register_source("mnist", LimitOptions, needs_path=True,
+@register_source("mnist", LimitOptions, needs_path=True, probe=lambda o, p: _probe_idx(o, p, "mnist"),
                  summary="MNIST from its four IDX files (raw or .gz) in a directory")
 def load_mnist(options: LimitOptions, path: str):
     return _load_idx(options, path, "mnist", MNIST_CLASSES)
 
 
 @register_source("fashion-mnist", LimitOptions, needs_path=True,
+                 probe=lambda o, p: _probe_idx(o, p, "fashion-mnist"),
                  summary="Fashion-MNIST from its four IDX files (raw or .gz) in a directory")
 def load_fashion_mnist(options: LimitOptions, path: str):
     return _load_idx(options, path, "fashion-mnist", FASHION_CLASSES)
@@ -233,12 +271,22 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    # ...except b"" (e.g. the data of an empty array), which it pickles as __builtin__.bytes()
+    # with no arguments. bytes(n) would allocate n bytes and bytes(s, codec) decode: refused.
+    if args:
+        raise pickle.UnpicklingError("bytes() with arguments (only bytes() is allowed)")
+    return b""
+
+
 # The only globals a pickled numpy array needs. Files written under numpy 1 name
 # `numpy.core.*`, under numpy 2 `numpy._core.*`; both resolve to the installed numpy's.
 _PLAIN_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,  # the name protocols < 3 use (fix_imports)
+    ("builtins", "bytes"): _empty_bytes,
 }
 _NUMPY_CORE_PACKAGES = ("numpy.core", "numpy._core")
 _NUMPY_CORE_GLOBALS = {
@@ -272,8 +320,8 @@ def safe_unpickle(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
             return SafeUnpickler(fh, path).load()
-    except DataError:
-        raise
+    except (DataError, PermissionError):
+        raise  # a PermissionError is not corruption: load_errors (genbench.data.base) says so
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, UnicodeDecodeError, OverflowError, OSError) as exc:
         raise _fail(path, f"is not a readable pickle ({type(exc).__name__}: {exc}).",
@@ -311,12 +359,18 @@ def _check_cifar_batch(batch: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(labels, dtype=np.int64)
 
 
-def _read_cifar_batches(directory: Path, names: tuple[str, ...], limit: int | None) -> Split:
+def _cifar_batches(directory: Path, names: tuple[str, ...], limit: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The checked (data, labels) of the batches `names`, read until `limit` examples are in."""
     parts = []
     for name in names:
         if limit is not None and sum(len(d) for d, _ in parts) >= limit:
             break  # enough examples: skip reading the remaining batches
         parts.append(_check_cifar_batch(safe_unpickle(directory / name), directory / name))
+    return parts
+
+
+def _read_cifar_batches(directory: Path, names: tuple[str, ...], limit: int | None) -> Split:
+    parts = _cifar_batches(directory, names, limit)
     data = np.concatenate([d for d, _ in parts])[:limit]  # (N, 3072): R, G, B planes
     labels = np.concatenate([lab for _, lab in parts])[:limit]  # (N,)
     u8 = torch.from_numpy(data).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)  # (N, 3, 32, 32)
@@ -335,7 +389,15 @@ def _cifar_directory(path: str) -> Path:
     return directory
 
 
-@register_source("cifar10", LimitOptions, needs_path=True,
+def probe_cifar10(options: LimitOptions, path: str) -> Header:
+    """A pickle has no header: the batches are read (safely) and counted."""
+    directory = _cifar_directory(path)
+    n_train, n_test = (_limited(sum(len(d) for d, _ in _cifar_batches(directory, names, options.limit)), options.limit)
+                       for names in (CIFAR_TRAIN, CIFAR_TEST))
+    return Header("image", n_train, n_test, (3, CIFAR_SIDE, CIFAR_SIDE))
+
+
+@register_source("cifar10", LimitOptions, needs_path=True, probe=probe_cifar10,
                  summary="CIFAR-10 from the python pickled batches (cifar-10-batches-py)")
 def load_cifar10(options: LimitOptions, path: str):
     directory = _cifar_directory(path)
@@ -389,6 +451,10 @@ def _folder_listing(directory: Path) -> tuple[list[Path], list[int] | None, tupl
     return files, labels, tuple(d.name for d, _ in classes)
 
 
+def _is_gray(mode: str) -> bool:
+    return mode in GRAY_MODES or mode.startswith("I")  # "I*": 16/32-bit grayscale
+
+
 def _decode(path: Path, size: int | None) -> np.ndarray:
     """One image file -> uint8 (H, W) if grayscale else (H, W, 3), resized when size is set."""
     from PIL import Image
@@ -399,34 +465,40 @@ def _decode(path: Path, size: int | None) -> np.ndarray:
             if img.mode.startswith("I"):  # 16-bit grayscale: scale 0..65535 to 0..255
                 levels = (np.asarray(img, np.float64) / 257).round().clip(0, 255)
                 img = Image.fromarray(levels.astype(np.uint8))
-            img = img.convert("L" if img.mode in GRAY_MODES else "RGB")
+            img = img.convert("L" if _is_gray(img.mode) else "RGB")
             if size is not None:
                 img = img.resize((size, size), Image.Resampling.LANCZOS)  # antialiased
             return np.asarray(img)
+    except PermissionError:
+        raise  # not undecodable: load_errors (genbench.data.base) says so
     except Exception as exc:  # decoders raise many types (OSError, SyntaxError, zlib.error...)
         raise _fail(path, f"cannot be decoded as an image ({exc}).", UNDECODABLE_FIX) from None
 
 
-def _check_sizes(files: list[Path], size: int | None) -> None:
-    """All images must share one size unless `size` resizes them; fail naming two files."""
-    if size is not None:
-        return
+def _folder_shape(files: list[Path], size: int | None) -> tuple[int, int, int]:
+    """(C, H, W) the images load as, from their headers: all must share one size unless
+    `size` resizes them (fail naming two files); C = 1 only if every image is grayscale."""
     from PIL import Image
 
-    first, first_size = None, None
+    first, first_size, gray = None, None, True
     for path in files:
         try:
             with Image.open(path) as img:
-                this = img.size  # reads the header only
+                this, mode = img.size, img.mode  # reads the header only
+        except PermissionError:
+            raise
         except Exception as exc:  # as in _decode: any failure means a bad file
             raise _fail(path, f"cannot be decoded as an image ({exc}).", UNDECODABLE_FIX) from None
+        gray = gray and _is_gray(mode)
         if first is None:
             first, first_size = path, this
-        elif this != first_size:
+        elif this != first_size and size is None:
             raise _fail(path, f"is {this[0]}x{this[1]} pixels but {first} is "
                         f"{first_size[0]}x{first_size[1]}; all images must have one size.",
                         "Resize them yourself, or add the option size=N to resize every "
                         "image to N x N (e.g. 'folder:DIR?size=64').")
+    width, height = (size, size) if size is not None else first_size
+    return (1 if gray else 3), height, width
 
 
 def _stack_images(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -439,12 +511,19 @@ def _stack_images(arrays: list[np.ndarray]) -> torch.Tensor:
     return uint8_to_images(torch.from_numpy(np.ascontiguousarray(u8)))
 
 
-@register_source("folder", FolderOptions, needs_path=True,
+def probe_folder(options: FolderOptions, path: str) -> Header:
+    directory = _existing_dir(path, "folder", "PNG/JPEG images (or one subfolder per class)")
+    files = _folder_listing(directory)[0]
+    n_train, n_test = holdout_sizes(len(files), options.test_fraction)
+    return Header("image", _limited(n_train, options.limit), _limited(n_test, options.limit),
+                  _folder_shape(files, options.size))
+
+
+@register_source("folder", FolderOptions, needs_path=True, probe=probe_folder,
                  summary="PNG/JPEG images in a directory, optionally one subfolder per class")
 def load_folder(options: FolderOptions, path: str):
     directory = _existing_dir(path, "folder", "PNG/JPEG images (or one subfolder per class)")
     files, labels, classes = _folder_listing(directory)
-    _check_sizes(files, options.size)
     x = _stack_images([_decode(f, options.size) for f in files])  # (N, C, H, W)
     y = None if labels is None else torch.tensor(labels, dtype=torch.int64)  # (N,)
     train_idx, test_idx = holdout_split(len(x), options.test_fraction, HOLDOUT_SEED)
@@ -468,7 +547,9 @@ NPZ_FIX = ("Save it with numpy.savez(FILE, x=..., y=...) where x is (N, 2) point
            "floats in [-1, 1].")
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _npz_file(path: str) -> Path:
+    """The .npz file at `path`, checked to exist and to start like a zip archive."""
+    path = Path(path).expanduser().absolute()
     if not path.is_file():
         problem = "is a directory, not a .npz file." if path.exists() else "does not exist."
         raise _fail(path, problem, "Give 'npz:FILE' with the path of a .npz file.")
@@ -478,9 +559,68 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise _fail(path, "is a single .npy array, not a .npz archive.", NPZ_FIX)
     if magic[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):  # a .npz is a zip archive
         raise _fail(path, "is not a .npz archive (no zip header).", NPZ_FIX)
+    return path
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of every array in a .npz, from the .npy headers: no data is read."""
+    import zipfile
+
+    fmt = np.lib.format
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".npy"):
+                    with archive.open(member) as fh:
+                        version = fmt.read_magic(fh)
+                        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                        shape, _, dtype = read(fh)
+                    headers[member.filename[:-4]] = (shape, dtype)
+    except PermissionError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, ValueError from a bad .npy header, ...: all mean corrupt
+        raise _fail(path, f"is not a readable .npz archive ({type(exc).__name__}: {exc}).", NPZ_FIX) from None
+    if "x" not in headers:
+        raise _fail(path, f"has no array 'x' (it holds: {', '.join(headers) or 'nothing'}).", NPZ_FIX)
+    return headers
+
+
+def _npz_layout(shape: tuple[int, ...], dtype: np.dtype, path: Path, key: str) -> tuple[str, tuple[int, ...]]:
+    """(kind, one example's shape as loaded) of an array `x` or `x_test`, or DataError."""
+    if dtype.hasobject:
+        raise _fail(path, "holds an object (pickled) array, which genbench does not "
+                    "load because unpickling can run arbitrary code.", NPZ_FIX)
+    if len(shape) == 2 and shape[1] == 2:
+        return "points", (2,)
+    if len(shape) == 3:
+        return "image", (1, *shape[1:])
+    if len(shape) == 4 and shape[1] in (1, 3):
+        return "image", shape[1:]
+    if len(shape) == 4 and shape[-1] in (1, 3):
+        return "image", (shape[3], shape[1], shape[2])  # stored channels-last (N, H, W, C)
+    raise _fail(path, f"has '{key}' of shape {shape}, not an accepted layout.", NPZ_FIX)
+
+
+def probe_npz(options: HoldoutOptions, path: str) -> Header:
+    file = _npz_file(path)
+    headers = _npz_headers(file)
+    kind, shape = _npz_layout(*headers["x"], file, "x")
+    n = headers["x"][0][0]
+    if "x_test" in headers:
+        test_shape = _npz_layout(*headers["x_test"], file, "x_test")[1]
+        n_train, n_test = n, headers["x_test"][0][0]
+    else:
+        (n_train, n_test), test_shape = holdout_sizes(n, options.test_fraction), None
+    return Header(kind, _limited(n_train, options.limit), _limited(n_test, options.limit), shape, test_shape)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
+    except PermissionError:
+        raise
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise _fail(path, "holds an object (pickled) array, which genbench does not "
@@ -489,20 +629,15 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, ...: all mean corrupt
         raise _fail(path, f"is not a readable .npz archive ({type(exc).__name__}: {exc}).",
                     NPZ_FIX) from None
-    if "x" not in arrays:
-        held = ", ".join(arrays) or "nothing"
-        raise _fail(path, f"has no array 'x' (it holds: {held}).", NPZ_FIX)
     return arrays
 
 
 def _npz_images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
-    """An image array in one of the accepted layouts -> (N, C, H, W) float in [-1, 1]."""
+    """An image array in one of the accepted layouts (_npz_layout) -> (N, C, H, W) float in [-1, 1]."""
     if x.ndim == 3:
         x = x[:, None]  # (N, 1, H, W)
-    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+    elif x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)  # NHWC -> (N, C, H, W)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise _fail(path, f"has '{key}' of shape {x.shape}, not an accepted layout.", NPZ_FIX)
     if x.dtype == np.uint8:
         u8 = x
     elif x.dtype.kind == "f":
@@ -519,8 +654,8 @@ def _npz_images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
 
 
 def _npz_x(x: np.ndarray, path: Path, key: str) -> tuple[torch.Tensor, str]:
-    """`x` or `x_test` -> (tensor, kind)."""
-    if x.ndim == 2 and x.shape[1] == 2:
+    """`x` or `x_test` (in a layout _npz_layout accepted) -> (tensor, kind)."""
+    if _npz_layout(x.shape, x.dtype, path, key)[0] == "points":
         if x.dtype.kind not in "fiu" or (x.size and not np.isfinite(x).all()):
             raise _fail(path, f"has points '{key}' of dtype {x.dtype} or with non-finite "
                         "values.", "Store 2-D points as finite floats of shape (N, 2).")
@@ -548,10 +683,7 @@ def _npz_splits(arrays: dict[str, np.ndarray], path: Path, test_fraction: float)
         train_idx, test_idx = holdout_split(len(x), test_fraction, HOLDOUT_SEED)
         split = f"holdout of {test_fraction:g} as test, holdout_split(seed={HOLDOUT_SEED})"
         return take(x, y, train_idx), take(x, y, test_idx), kind, split
-    x_test, kind_test = _npz_x(arrays["x_test"], path, "x_test")
-    if kind_test != kind or x_test.shape[1:] != x.shape[1:]:
-        raise _fail(path, f"has 'x' of example shape {tuple(x.shape[1:])} but 'x_test' of "
-                    f"{tuple(x_test.shape[1:])}.", "Store train and test in the same layout.")
+    x_test, _ = _npz_x(arrays["x_test"], path, "x_test")  # its shape is x's: checked by check_header
     if ("y" in arrays) != ("y_test" in arrays):
         raise _fail(path, "has labels for only one of the splits ('y' / 'y_test').",
                     "Give both 'y' and 'y_test', or neither.")
@@ -560,10 +692,10 @@ def _npz_splits(arrays: dict[str, np.ndarray], path: Path, test_fraction: float)
     return Split(x, y), Split(x_test, y_test), kind, split
 
 
-@register_source("npz", HoldoutOptions, needs_path=True,
+@register_source("npz", HoldoutOptions, needs_path=True, probe=probe_npz,
                  summary="arrays x[, y, x_test, y_test] from a .npz file (points or images)")
 def load_npz(options: HoldoutOptions, path: str):
-    file = Path(path).expanduser().absolute()
+    file = _npz_file(path)
     train, test, kind, split = _npz_splits(_read_npz(file), file, options.test_fraction)
     labels = [s.y for s in (train, test) if s.y is not None and len(s.y)]
     n_classes = max((int(y.max()) + 1 for y in labels), default=0)

@@ -19,7 +19,8 @@ the test band is the bottom 32 rows (25%) and the train band the 96 rows above i
 crops therefore differ only in their horizontal position (97 to 161 distinct crops per
 photograph, so `n_test` > that repeats some).
 
-Options: `n_train` (1024) and `n_test` (128) crops per photograph, `seed` (0), `size` (32).
+Options: `n_train` (1024) and `n_test` (128) crops per photograph (each 1..MAX_EXAMPLES / 8),
+`seed` (0), `size` (32).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import Split, float01_to_images, register_source
+from genbench.data.base import MAX_EXAMPLES, Header, Split, float01_to_images, register_source
 
 PHOTO_NAMES = (
     "astronaut", "coffee", "chelsea", "rocket", "motorcycle_left",
@@ -51,8 +52,9 @@ class PhotosOptions:
     size: Literal[32] = 32  # crop side in pixels (only 32: the test band is 32 rows tall)
 
     def __post_init__(self):
-        if self.n_train < 1 or self.n_test < 1:
-            raise ValueError("n_train and n_test must be >= 1")
+        most = MAX_EXAMPLES // len(PHOTO_NAMES)
+        if not (1 <= self.n_train <= most and 1 <= self.n_test <= most):
+            raise ValueError(f"n_train and n_test (crops per photograph) must be between 1 and {most:,}")
         if self.seed < 0:
             raise ValueError("seed must be >= 0")
 
@@ -92,7 +94,12 @@ def random_crops(image: torch.Tensor, band: tuple[int, int], n: int, crop: int,
     return torch.stack([image[:, t:t + crop, l:l + crop] for t, l in zip(top, left)])
 
 
-@register_source("photos", PhotosOptions, needs_path=False,
+def probe_photos(options: PhotosOptions, path: str | None) -> Header:
+    n = len(PHOTO_NAMES)
+    return Header("image", n * options.n_train, n * options.n_test, (3, options.size, options.size))
+
+
+@register_source("photos", PhotosOptions, needs_path=False, probe=probe_photos,
                  summary="32x32 RGB crops of 8 scikit-image photographs, label = photograph")
 def load_photos(options: PhotosOptions, path: str | None):
     crops: dict[int, list[torch.Tensor]] = {TRAIN: [], TEST: []}

@@ -27,9 +27,10 @@ pixels, at every orientation and the largest scale. Adjacent positions can rende
 image at size 32 (32 positions over ~14 px).
 
 Options: `size` in {16, 32, 64} (default 32; 16 is a coarse, cheap variant for CPU budgets:
-the smallest shapes cover 2 to a few pixels, and many factor settings render alike), `n` total images (16384), `test_fraction` (0.2)
-and `seed` (0). Split: after generation, `holdout_split(n, test_fraction, seed)` picks the
-test images; the rest are the training set, both kept in generation order.
+the smallest shapes cover 2 to a few pixels, and many factor settings render alike), `n`
+total images (16384; 2..MAX_EXAMPLES), `test_fraction` (0.2) and `seed` (0). Split: after
+generation, `holdout_split(n, test_fraction, seed)` picks the test images; the rest are the
+training set, both kept in generation order.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from genbench.data.base import holdout_split, register_source, take, uint8_to_images
+from genbench.data.base import (MAX_EXAMPLES, Header, holdout_sizes, holdout_split, register_source, take,
+                                uint8_to_images)
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -72,8 +74,8 @@ class ShapesOptions:
     seed: int = 0  # seed of the factor draws and of the holdout
 
     def __post_init__(self):
-        if self.n < 2:
-            raise ValueError("n must be >= 2 (one train and one test image at least)")
+        if not 2 <= self.n <= MAX_EXAMPLES:
+            raise ValueError(f"n must be between 2 (one train and one test image) and {MAX_EXAMPLES:,}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError("test_fraction must lie strictly between 0 and 1")
         if self.seed < 0:
@@ -135,7 +137,12 @@ def render(factors: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-@register_source("shapes", ShapesOptions, needs_path=False,
+def probe_shapes(options: ShapesOptions, path: str | None) -> Header:
+    n_train, n_test = holdout_sizes(options.n, options.test_fraction)
+    return Header("image", n_train, n_test, (1, options.size, options.size))
+
+
+@register_source("shapes", ShapesOptions, needs_path=False, probe=probe_shapes,
                  summary="procedural dSprites-like binary shapes with 5 known factors")
 def load_shapes(options: ShapesOptions, path: str | None):
     factors = sample_factors(options.n, np.random.default_rng(options.seed))  # (N, 5)

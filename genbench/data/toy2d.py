@@ -10,9 +10,10 @@
 Every point picks a mode uniformly at random and adds Gaussian noise; `y` is the index of
 the mode it was drawn from (index into `info.extras["modes"]`; `info.classes` names the
 modes "0", "1", ...). Points are float32 (N, 2)
-and unscaled. Options: `n_train` (10000), `n_test` (2500), `seed` (0). The train and test
-sets are independent draws from two random streams derived from `seed` (torch.Generator),
-so the test set does not change when `n_train` does.
+and unscaled. Options: `n_train` (10000), `n_test` (2500), each 1..MAX_EXAMPLES
+(genbench.data.base), `seed` (0). The train and test sets are independent draws from two
+random streams derived from `seed` (torch.Generator), so the test set does not change when
+`n_train` does.
 
 `info.extras`: `modes` (list of [x, y] centres), `mode_sigma` (the standard deviation) and,
 for the ring, `radius` (1.0). `mode_centres(name)` returns the centres as a tensor for
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench.data.base import Split, register_source
+from genbench.data.base import MAX_EXAMPLES, Header, Split, register_source
 
 RING_RADIUS = 1.0
 RING_SIGMA = 0.01
@@ -43,8 +44,8 @@ class Toy2DOptions:
     seed: int = 0  # seed of the sampling streams
 
     def __post_init__(self):
-        if self.n_train < 1 or self.n_test < 0:
-            raise ValueError("n_train must be >= 1 and n_test >= 0")
+        if not (1 <= self.n_train <= MAX_EXAMPLES and 1 <= self.n_test <= MAX_EXAMPLES):
+            raise ValueError(f"n_train and n_test must be between 1 and {MAX_EXAMPLES:,}")
         if self.seed < 0:
             raise ValueError("seed must be >= 0")
 
@@ -98,13 +99,17 @@ def _load(name: str, options: Toy2DOptions) -> tuple[Split, Split, dict[str, Any
     return train, test, facts
 
 
-@register_source("toy2d-ring8", Toy2DOptions, needs_path=False,
+def probe_toy2d(options: Toy2DOptions, path: str | None) -> Header:
+    return Header("points", options.n_train, options.n_test, (2,))
+
+
+@register_source("toy2d-ring8", Toy2DOptions, needs_path=False, probe=probe_toy2d,
                  summary="8 Gaussians on the unit circle (sigma 0.01), 2-D points")
 def load_ring8(options: Toy2DOptions, path: str | None):
     return _load("toy2d-ring8", options)
 
 
-@register_source("toy2d-grid25", Toy2DOptions, needs_path=False,
+@register_source("toy2d-grid25", Toy2DOptions, needs_path=False, probe=probe_toy2d,
                  summary="25 Gaussians on the grid {-4,-2,0,2,4}^2 (sigma 0.05), 2-D points")
 def load_grid25(options: Toy2DOptions, path: str | None):
     return _load("toy2d-grid25", options)

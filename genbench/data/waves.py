@@ -40,7 +40,7 @@ check), "mu" (255), "levels" (256), "length" (L), "sample_rate_hz" (a nominal 8 
 plots and for reading frequencies in Hz: F_LO..F_HI is 125 Hz..1 kHz; the recipe itself is
 in samples), "noise", "frequency_range" ([F_LO, F_HI] cycles/sample).
 
-Options: `n_train` (2048), `n_test` (512), `length` (256 samples: long enough for several
+Options: `n_train` (2048), `n_test` (512), each 1..MAX_EXAMPLES, `length` (256 samples: long enough for several
 periods of the slowest tone and for dilations up to 128, short enough that a WaveNet trains
 and samples on a CPU in seconds), `noise` (0.01; mu-law makes low-amplitude noise cost many
 codes, so quiet stretches are the hard part, as in real audio) and `seed` (0). The train and
@@ -58,7 +58,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from genbench.data.base import Split, register_source
+from genbench.data.base import MAX_EXAMPLES, Header, Split, register_source
 
 CLASSES = ("sines", "chirp", "am", "damped", "pulses")
 MU = 255  # mu-law parameter (G.711, WaveNet)
@@ -78,8 +78,8 @@ class WavesOptions:
     seed: int = 0  # seed of the sampling streams
 
     def __post_init__(self):
-        if self.n_train < 1 or self.n_test < 1:
-            raise ValueError("n_train and n_test must be >= 1")
+        if not (1 <= self.n_train <= MAX_EXAMPLES and 1 <= self.n_test <= MAX_EXAMPLES):
+            raise ValueError(f"n_train and n_test must be between 1 and {MAX_EXAMPLES:,}")
         if not 64 <= self.length <= 65536:
             raise ValueError(f"length must be between 64 and 65536 samples; got {self.length}")
         if not 0.0 <= self.noise <= 1.0 or math.isnan(self.noise):
@@ -204,7 +204,11 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
-@register_source("waves", WavesOptions, needs_path=False,
+def probe_waves(options: WavesOptions, path: str | None) -> Header:
+    return Header("sequence", options.n_train, options.n_test, (1, options.length))
+
+
+@register_source("waves", WavesOptions, needs_path=False, probe=probe_waves,
                  summary="procedural 1-D signals (sines, chirps, AM, damped, pulse trains), mu-law 8-bit")
 def load_waves(options: WavesOptions, path: str | None):
     train = sample_waves(options.n_train, options, _rng(options.seed, 0))

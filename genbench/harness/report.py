@@ -25,10 +25,17 @@ from genbench.harness.report_likelihood import (  # noqa: E402
     ar_sampler_section,
     likelihood_section,
 )
-from genbench.harness.report_html import write_html_report  # noqa: E402
+from genbench.errors import GenbenchError  # noqa: E402
+from genbench.harness.report_html import Images, checked_links, write_html_report  # noqa: E402
 from genbench.harness.report_precision import precision_section  # noqa: E402
 from genbench.harness.tables import drop_uniform, mean_std  # noqa: E402
-from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, load_frame  # noqa: E402
+from genbench.harness.store import (  # noqa: E402
+    COMPLETE_METRIC,
+    DIVERGED_METRIC,
+    load_frame,
+    unwritable_message,
+    write_text_atomic,
+)
 from genbench.utils.hashing import json_hash  # noqa: E402
 
 GROUP = ["model", "objective", "dataset", "precision", "backend", "device"]
@@ -59,11 +66,29 @@ PERF_COLUMNS = {
 
 
 def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
-    """Write report.md and figures for the completed runs under `result_dirs`."""
+    """Write report.md, report.html and figures for the completed runs under `result_dirs`.
+
+    Both files link or embed only images inside the results folders and the report's own
+    figures (report_html.read_image); each is written whole or not at all. A folder that
+    cannot take the report is a GenbenchError naming it, the cause and the fix.
+    """
     frame = load_frame(result_dirs)
     out_dir = Path(out_dir or result_dirs[0])
     figures = out_dir / FIGURES_DIR
-    figures.mkdir(parents=True, exist_ok=True)
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+        text = report_markdown(frame, result_dirs, figures, out_dir)
+    except OSError as exc:  # a figure could not be saved: read-only folder, a file in the way, full disk
+        raise GenbenchError(unwritable_message(out_dir, exc, "No report was written.")) from None
+    roots = (*sorted({Path(d) for d in frame["source_dir"]}), figures)  # what the report may show
+    path = out_dir / REPORT_FILE
+    write_text_atomic(path, checked_links(text, Images(out_dir, roots)))
+    write_html_report(path, frame, roots)  # report.html beside it: the same content, figures embedded
+    return path
+
+
+def report_markdown(frame: pd.DataFrame, result_dirs: list[Path], figures: Path, out_dir: Path) -> str:
+    """The report's text; its figures are saved under `figures`, linked relative to `out_dir`."""
     frame["group"] = frame[GROUP].astype(str).agg(" | ".join, axis=1)
     final = frame[frame["step"].isna()]
     sections = [
@@ -83,10 +108,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         "## Samples and reconstructions\n\n" + artefact_section(frame, out_dir),
         "## Provenance\n\n" + provenance_section(frame),
     ]
-    path = out_dir / REPORT_FILE
-    path.write_text("\n\n".join(sections) + "\n")
-    write_html_report(path, frame)  # report.html beside it: the same content, figures embedded
-    return path
+    return "\n\n".join(sections) + "\n"
 
 
 def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:

@@ -6,6 +6,12 @@ a run folder holds more artefacts than the report shows), the stylesheet and the
 table-sorting script are inline, and a header block repeats the provenance that makes
 the numbers comparable (versions, commits, devices), taken from the records.
 
+Image paths come from records, which may come from someone else's results folder, and
+the page gets shared: an image is shown only if it resolves (symlinks followed) inside
+the results folders being reported or the report's own figures, is a PNG or JPEG by its
+signature bytes, and is at most MAX_IMAGE_BYTES (5 MiB); anything else is a missing
+figure with a warning (read_image, checked_links -- which also vets report.md).
+
 The converter covers the markdown subset the report writer emits (headings, paragraphs,
 lists, GitHub pipe tables, images, code spans, bold and italics) and escapes all other
 text. A general markdown library was not used because it passes raw HTML through: record
@@ -20,13 +26,16 @@ from __future__ import annotations
 
 import base64
 import html
-import mimetypes
 import re
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
+from genbench.harness.store import write_text_atomic
 from genbench.harness.tables import versions_text
 
 HTML_FILE = "report.html"
@@ -43,14 +52,15 @@ PLACEHOLDER = re.compile("\x00(\\d+)\x00")
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
-def write_html_report(markdown_path: Path, frame: pd.DataFrame) -> Path:
-    """Write report.html next to `markdown_path`, images resolved relative to it."""
+def write_html_report(markdown_path: Path, frame: pd.DataFrame, roots: Iterable[Path]) -> Path:
+    """Write report.html next to `markdown_path` (whole or not at all), images resolved
+    relative to it and embedded only from inside `roots` (see read_image)."""
     markdown_path = Path(markdown_path)
     text = markdown_path.read_text()
-    body = markdown_to_html(text, markdown_path.parent)
+    body = markdown_to_html(text, markdown_path.parent, roots)
     body = body.replace("</h1>", "</h1>\n" + provenance_header(frame) + table_of_contents(body), 1)
     path = markdown_path.with_name(HTML_FILE)
-    path.write_text(page(report_title(text), body))
+    write_text_atomic(path, page(report_title(text), body))
     return path
 
 
@@ -61,8 +71,10 @@ def report_title(text: str) -> str:
 
 # --- markdown -> HTML -------------------------------------------------------------------
 
-def markdown_to_html(text: str, base_dir: Path) -> str:
-    """Convert the report's markdown subset; images are read from `base_dir` and embedded."""
+def markdown_to_html(text: str, base_dir: Path, roots: Iterable[Path] | None = None) -> str:
+    """Convert the report's markdown subset; images are read relative to `base_dir` and
+    embedded when read_image allows them (inside `roots`, default `base_dir`)."""
+    images = Images(Path(base_dir), tuple(Path(r) for r in (roots if roots is not None else [base_dir])))
     lines = text.splitlines()
     blocks, slugs, i = [], set(), 0
     while i < len(lines):
@@ -70,19 +82,19 @@ def markdown_to_html(text: str, base_dir: Path) -> str:
         if not line.strip():
             i += 1
         elif m := HEADING.match(line):
-            blocks.append(heading(len(m.group(1)), m.group(2), base_dir, slugs))
+            blocks.append(heading(len(m.group(1)), m.group(2), images, slugs))
             i += 1
         elif i + 1 < len(lines) and line.lstrip().startswith("|") and TABLE_SEPARATOR.match(lines[i + 1]):
             end = block_end(lines, i + 2, lambda s: s.lstrip().startswith("|"))
-            blocks.append(table(lines[i], lines[i + 1], lines[i + 2:end], base_dir))
+            blocks.append(table(lines[i], lines[i + 1], lines[i + 2:end], images))
             i = end
         elif LIST_ITEM.match(line):
             end = block_end(lines, i + 1, lambda s: bool(LIST_ITEM.match(s)) or s.startswith((" ", "\t")))
-            blocks.append(list_block(lines[i:end], base_dir))
+            blocks.append(list_block(lines[i:end], images))
             i = end
         else:
             end = block_end(lines, i + 1, lambda s: not starts_block(s))
-            blocks.append(f"<p>{inline(' '.join(s.strip() for s in lines[i:end]), base_dir)}</p>")
+            blocks.append(f"<p>{inline(' '.join(s.strip() for s in lines[i:end]), images)}</p>")
             i = end
     return "\n".join(blocks)
 
@@ -99,7 +111,7 @@ def starts_block(line: str) -> bool:
     return bool(HEADING.match(line) or LIST_ITEM.match(line) or line.lstrip().startswith("|"))
 
 
-def heading(level: int, text: str, base_dir: Path, slugs: set[str]) -> str:
+def heading(level: int, text: str, images: Images, slugs: set[str]) -> str:
     """A heading with a unique id, so the table of contents and URLs can point at it."""
     base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
     slug, n = base, 1
@@ -107,7 +119,7 @@ def heading(level: int, text: str, base_dir: Path, slugs: set[str]) -> str:
         n += 1
         slug = f"{base}-{n}"
     slugs.add(slug)
-    return f'<h{level} id="{slug}">{inline(text, base_dir)}</h{level}>'
+    return f'<h{level} id="{slug}">{inline(text, images)}</h{level}>'
 
 
 def split_row(line: str) -> list[str]:
@@ -118,17 +130,17 @@ def split_row(line: str) -> list[str]:
     return [cell.strip() for cell in CELL_SPLIT.split(row)]
 
 
-def table(header: str, separator: str, rows: list[str], base_dir: Path) -> str:
+def table(header: str, separator: str, rows: list[str], images: Images) -> str:
     """A sortable table; column alignment from the separator's colons. Rows with fewer
     cells are padded; surplus cells (an unescaped pipe in a cell) are kept in the last
     column rather than dropped, so no value disappears from the page."""
     titles = split_row(header)
     aligns = [alignment(s) for s in split_row(separator)] + [""] * len(titles)
-    head = "".join(f"<th{aligns[j]}>{inline(t, base_dir)}</th>" for j, t in enumerate(titles))
+    head = "".join(f"<th{aligns[j]}>{inline(t, images)}</th>" for j, t in enumerate(titles))
     body = []
     for line in rows:
         cells = fit_cells(split_row(line), len(titles))
-        body.append("<tr>" + "".join(f"<td{aligns[j]}>{inline(c, base_dir)}</td>" for j, c in enumerate(cells))
+        body.append("<tr>" + "".join(f"<td{aligns[j]}>{inline(c, images)}</td>" for j, c in enumerate(cells))
                     + "</tr>")
     return ('<div class="table-wrap"><table class="sortable">\n<thead><tr>' + head + "</tr></thead>\n<tbody>\n"
             + "\n".join(body) + "\n</tbody></table></div>")
@@ -147,7 +159,7 @@ def alignment(separator_cell: str) -> str:
     return ' class="right"' if right else ""
 
 
-def list_block(lines: list[str], base_dir: Path) -> str:
+def list_block(lines: list[str], images: Images) -> str:
     """A flat list; indented lines continue the item above them."""
     items: list[str] = []
     ordered = bool(LIST_ITEM.match(lines[0]).group(2))
@@ -158,10 +170,10 @@ def list_block(lines: list[str], base_dir: Path) -> str:
         else:
             items[-1] += " " + line.strip()
     tag = "ol" if ordered else "ul"
-    return f"<{tag}>\n" + "\n".join(f"<li>{inline(item, base_dir)}</li>" for item in items) + f"\n</{tag}>"
+    return f"<{tag}>\n" + "\n".join(f"<li>{inline(item, images)}</li>" for item in items) + f"\n</{tag}>"
 
 
-def inline(text: str, base_dir: Path) -> str:
+def inline(text: str, images: Images) -> str:
     """Escape text, then apply emphasis; code spans, images and escapes go in verbatim."""
     pieces: list[str] = []
 
@@ -170,7 +182,7 @@ def inline(text: str, base_dir: Path) -> str:
         if code is not None:
             pieces.append(f"<code>{html.escape(code)}</code>")
         elif src is not None:
-            pieces.append(image(alt, src.strip(), base_dir))
+            pieces.append(image(alt, src.strip(), images))
         else:
             pieces.append(html.escape(escaped))
         return f"\x00{len(pieces) - 1}\x00"
@@ -180,15 +192,91 @@ def inline(text: str, base_dir: Path) -> str:
     return PLACEHOLDER.sub(lambda m: pieces[int(m.group(1))], out)
 
 
-def image(alt: str, src: str, base_dir: Path) -> str:
-    """An <img> carrying the file's bytes; a visible note where the file is missing."""
-    path = base_dir / src
-    label = html.escape(alt)
-    if not path.is_file():
-        return f'<span class="missing">[image not found: {html.escape(src)}]</span>'
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:{mime};base64,{data}" alt="{label}" title="{html.escape(src)}">'
+def image(alt: str, src: str, images: Images) -> str:
+    """An <img> carrying the file's bytes; a visible note (and a warning) where the file
+    is missing or may not be embedded."""
+    try:
+        mime, data = images.read(src)
+    except ValueError as why:
+        warn_not_shown(src, why)
+        return f'<span class="missing">[image not found: {html.escape(src)}] ({html.escape(str(why))})</span>'
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img src="data:{mime};base64,{encoded}" alt="{html.escape(alt)}" title="{html.escape(src)}">'
+
+
+# --- which images may be shown ------------------------------------------------------------
+
+MAX_IMAGE_BYTES = 5 * 2**20  # genbench's figures are well under 1 MiB; base64 adds a third in report.html
+IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}  # by signature bytes
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)]*)\)")
+LINK_DEFINITION = re.compile(r"^( {0,3})(\[[^\]]+\]:)", re.MULTILINE)
+RAW_TAG = re.compile(r"<(?=[A-Za-z/!?])[^<>\n]*>")
+
+
+@dataclass(frozen=True)
+class Images:
+    """Where a report's images come from: paths relative to `base`, read only from inside
+    `roots` (the results folders being reported, and the report's own figures)."""
+
+    base: Path
+    roots: tuple[Path, ...]
+
+    def read(self, src: str) -> tuple[str, bytes]:
+        return read_image(self.base / src, self.roots)
+
+
+def read_image(path: Path, roots: Iterable[Path]) -> tuple[str, bytes]:
+    """(MIME type, bytes) of an image a report may show: after resolving symlinks it lies
+    inside one of `roots`, is a regular file of at most MAX_IMAGE_BYTES, and is a PNG or
+    JPEG by its first bytes. Anything else raises ValueError saying why: a results folder
+    from someone else must not pull other local files into a report that gets shared."""
+    resolved = Path(path).resolve()  # ValueError for a NUL byte: refused as well
+    if not any(resolved.is_relative_to(Path(root).resolve()) for root in roots):
+        raise ValueError("it is outside the results folders")
+    if not resolved.is_file():  # also no FIFO or device, which could block or never end
+        raise ValueError("no such file")
+    try:
+        with open(resolved, "rb") as f:
+            data = f.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"it cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"it is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
+    mime = next((m for signature, m in IMAGE_TYPES.items() if data.startswith(signature)), None)
+    if mime is None:
+        raise ValueError("it is not a PNG or JPEG image")
+    return mime, data
+
+
+def checked_links(text: str, images: Images) -> str:
+    """Markdown whose images are all ones read_image allows (any other becomes a note that
+    the figure is missing, with a warning) and which links nowhere else: report.md is
+    shared, and record strings in it must not point at files outside the results folders
+    (links, link definitions and raw HTML tags from them are escaped to plain text)."""
+
+    def check(m: re.Match) -> str:
+        bang, alt, src = m.group(1), m.group(2), m.group(3).strip()
+        if not bang:
+            return "\\" + m.group(0)  # genbench writes no links: one from a record is shown as text
+        try:
+            images.read(src)
+        except ValueError as why:
+            warn_not_shown(src, why)
+            return f"*[missing figure: {plain(alt)} (`{plain(src)}`): {why}]*"
+        return m.group(0)
+
+    text = LINK_DEFINITION.sub(r"\1\\\2", text)
+    text = RAW_TAG.sub(lambda m: "\\" + m.group(0), text)
+    return LINK.sub(check, text)
+
+
+def warn_not_shown(src: str, why: ValueError) -> None:
+    warnings.warn(f"report: figure {src!r} is not shown: {why}.", stacklevel=3)
+
+
+def plain(text: str) -> str:
+    """Record text that cannot become a link, tag, code span or table cell in markdown."""
+    return re.sub(r"[\x00-\x1f\[\]()`|\\<>!]", "?", text)[:200]
 
 
 # --- header block -----------------------------------------------------------------------

@@ -14,7 +14,9 @@ over independent processes instead (`genbench run --shard I/N`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import random
 import sys
 from pathlib import Path
@@ -24,11 +26,13 @@ import numpy as np
 import torch
 
 from genbench.data import Dataset, load_dataset
-from genbench.errors import ConfigError
+from genbench.errors import ConfigError, GenbenchError
 from genbench.harness import artefacts, measure
+from genbench.harness.lock import folder_lock
 from genbench.harness.recorder import RunRecorder
 from genbench.harness.spec import Run
-from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, check_writable, completed_run_ids
+from genbench.harness.store import (COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, check_writable,
+                                   completed_run_ids, kept_message, unwritable_message)
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.models import build_model
 from genbench.train import TRAINERS, TrainContext, distributed
@@ -60,13 +64,18 @@ class DatasetCache:
 
 
 def run_all(runs: list[Run], out_dir: Path, progress: bool = True,
-            echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
-    """Execute every run not already complete in out_dir/results.jsonl."""
+            echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+            shard: tuple[int, int] | None = None) -> None:
+    """Execute every run not already complete in out_dir/results.jsonl, holding the
+    folder's lock (genbench/harness/lock.py; `shard` = this process's --shard I/N)."""
     check_writable(out_dir)  # an unwritable or full folder fails now, before any training
-    with distributed.session(runs):  # under torchrun: join the process group, refuse non-DDP runs
-        main = distributed.is_main()  # rank 0 alone reads and writes the results (check_writable made the folder)
+    # under torchrun: join the process group, refuse non-DDP runs
+    with distributed.session(runs), contextlib.ExitStack() as held:
+        main = distributed.is_main()  # rank 0 alone locks, reads and writes the results
         results = out_dir / RESULTS_FILE
-        done = distributed.broadcast_object(completed_run_ids(results) if main else None)
+        done = distributed.broadcast_object(claim_folder(held, out_dir, shard) if main else None)
+        if isinstance(done, GenbenchError):  # raised on every rank: none waits for rank 0 forever
+            raise done
         echo = echo if main else (lambda s: None)
         datasets = DatasetCache()
         for i, run in enumerate(runs, 1):
@@ -75,9 +84,24 @@ def run_all(runs: list[Run], out_dir: Path, progress: bool = True,
                 echo(f"{name}: complete in {results}, skipped")
                 continue
             echo(f"{name}: running")
-            status = execute_run(run, out_dir, datasets, progress and main)
+            try:
+                status = execute_run(run, out_dir, datasets, progress and main)
+            except OSError as exc:  # a full disk under an artefact or checkpoint, not only the records
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise GenbenchError(unwritable_message(out_dir, exc, kept_message(results))) from None
             distributed.barrier()  # the other ranks wait here while rank 0 evaluates and records
             echo(f"{name}: {status}")
+
+
+def claim_folder(held: contextlib.ExitStack, out_dir: Path, shard: tuple[int, int] | None) -> set[str] | GenbenchError:
+    """Rank 0: lock `out_dir` (until `held` closes) and read its completed runs. A refusal or
+    a corrupt results file is returned, not raised, so that every rank can raise it."""
+    try:
+        held.enter_context(folder_lock(out_dir, shard))
+        return completed_run_ids(out_dir / RESULTS_FILE)
+    except GenbenchError as exc:
+        return exc
 
 
 def shard_runs(runs: list[Run], index: int, count: int) -> list[Run]:
@@ -143,11 +167,13 @@ def train_context(run: Run, model, data: Dataset, log, emit, progress: bool, run
 def record_training(recorder: RunRecorder, outcome: TrainOutcome, cfg) -> None:
     timed_steps = outcome.step_seconds[cfg.warmup_steps:]
     if timed_steps:
+        # Every step's batch holds exactly batch_size examples: a larger batch than the training
+        # split is refused before training, never clipped (genbench.train.batches.check_batch_size).
         rate, q = measure.median_rate(timed_steps, cfg.batch_size)
         recorder.emit("perf/train_throughput", rate, "examples/s", None, step_seconds=q,
                       warmup_steps=cfg.warmup_steps, batch_size=cfg.batch_size,
-                      method="batch_size / median step time (synchronised; under DDP the global batch "
-                      "and the slowest rank's step)", distributed=distributed.describe())
+                      method="examples per step (batch_size, never clipped) / median step time (synchronised; "
+                      "under DDP the global batch and the slowest rank's step)", distributed=distributed.describe())
     if outcome.skipped_steps:
         recorder.emit("train/skipped_steps", outcome.skipped_steps, "steps", None,
                       reason="fp16 grad scaler skipped steps with inf/NaN gradients")

@@ -4,26 +4,36 @@ A run is (model, objective, dataset, seed, budget in steps, options). `RunConfig
 user-facing form (from the CLI or a suite file); `resolve` checks every name and option
 against the registries and returns a `Run` with typed options, display labels and a
 `run_id` that is a hash of everything that changes the result (resume keys on it).
+`resolve_all` then checks what needs the dataset's size (`check_data`: batch
+size, FID sample counts) from its Header -- probed, not loaded -- so a run that would fail
+after training fails before any run starts, and `--dry-run` reports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from genbench.data.base import parse_spec
+from genbench.data.base import Header, parse_spec, probe_dataset
 from genbench.errors import ConfigError
 from genbench.kernels import resolve_backend
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
 from genbench.registry import DATASETS, MODELS, load_builtins
 from genbench.train import TRAINERS
+from genbench.train.batches import check_batch_size
 from genbench.utils.hashing import json_hash
 from genbench.utils.options import build_options, non_default_options
+
+MAX_STEPS = 10_000_000
+MAX_EVAL_SAMPLES = 1_000_000
+MAX_BATCH = 65_536  # eval_batch and iwae_k
+SEED_LIMIT = 2**32  # numpy's global seed (seed_everything) takes 0 .. 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -31,19 +41,23 @@ class RunConfig:
     model: str  # registered model name (`genbench list models`)
     dataset: str = "digits"  # dataset spec (`genbench list datasets`), e.g. "digits?size=32"
     objective: str | None = None  # registered objective; None = the model's default
-    seed: int = 0  # seeds weights, batches, noise: fully determines a CPU run
-    steps: int = 500  # training budget in optimiser steps
-    batch_size: int = 64  # training examples per step
-    lr: float = 1e-3  # Adam learning rate
-    adam_beta1: float = 0.9  # Adam beta1
-    adam_beta2: float = 0.999  # Adam beta2
-    log_every: int = 10  # steps between train/* records (loss curves, gradient norms)
-    warmup_steps: int = 20  # first steps left out of the training throughput
-    eval_batch: int = 256  # batch size for evaluation and sampling throughput
-    eval_samples: int = 2500  # generated samples for sample-quality and coverage metrics (fix per suite)
-    iwae_k: int = 64  # importance samples for the IWAE likelihood bound (latent-variable models)
+    seed: int = 0  # seeds weights, batches, noise: fully determines a CPU run; 0 .. 2**32 - 1
+    steps: int = 500  # training budget in optimiser steps; 1 .. MAX_STEPS
+    # Training examples per step, 1 .. the training split's size: a larger one is refused
+    # before training (check_data), never clipped, so throughput counts what was processed.
+    batch_size: int = 64
+    lr: float = 1e-3  # Adam learning rate; finite, > 0
+    adam_beta1: float = 0.9  # Adam beta1; in [0, 1)
+    adam_beta2: float = 0.999  # Adam beta2; in [0, 1)
+    log_every: int = 10  # steps between train/* records (loss curves, gradient norms); >= 1
+    warmup_steps: int = 20  # first steps left out of the training throughput; >= 0
+    eval_batch: int = 256  # batch size for evaluation and sampling throughput; 1 .. MAX_BATCH
+    # Generated samples for sample-quality and coverage metrics (fix per suite); 1 .. MAX_EVAL_SAMPLES,
+    # and more than the extractor's feature dimensions where FID applies (check_data)
+    eval_samples: int = 2500
+    iwae_k: int = 64  # importance samples for the IWAE likelihood bound (latent-variable models); 1 .. MAX_BATCH
     feature_extractor: Literal["auto", "genbench", "inception-v3"] = "auto"  # auto: inception-v3 iff feature_weights
-    feature_weights: str | None = None  # local InceptionV3 weights file (torch-fidelity's pt_inception-2015-12-05)
+    feature_weights: str | None = None  # local InceptionV3 weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 = autocast (fp16 adds a grad scaler)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     backend: Literal["auto", "triton", "torch"] = "auto"  # kernel backend (see genbench.kernels)
@@ -55,8 +69,16 @@ class RunConfig:
         for name in ("steps", "batch_size", "log_every", "eval_batch", "eval_samples", "iwae_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.warmup_steps < 0 or self.lr <= 0:
-            raise ValueError("warmup_steps must be >= 0 and lr > 0")
+        for name, most in (("steps", MAX_STEPS), ("eval_batch", MAX_BATCH), ("eval_samples", MAX_EVAL_SAMPLES),
+                           ("iwae_k", MAX_BATCH)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be <= {most:,}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"seed must be between 0 and 2**32 - 1; got {self.seed}")
+        if self.warmup_steps < 0 or not 0 < self.lr < math.inf:
+            raise ValueError("warmup_steps must be >= 0 and lr a finite number > 0")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -130,7 +152,7 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
 
 def check_feature_extractor(config: RunConfig) -> None:
     """InceptionV3 needs a local weights file: say how to get one, never switch silently."""
-    from genbench.metrics.extractors import INCEPTION_HELP, wants_inception
+    from genbench.metrics.extractors import INCEPTION_HELP, check_inception_file, wants_inception
 
     if config.feature_extractor == "genbench" and config.feature_weights:
         raise ConfigError("--feature-weights is for the inception-v3 extractor; drop it, or choose "
@@ -138,10 +160,35 @@ def check_feature_extractor(config: RunConfig) -> None:
     if wants_inception(config.feature_extractor, config.feature_weights) and not (config.feature_weights and Path(config.feature_weights).is_file()):
         where = f"not found at {config.feature_weights}" if config.feature_weights else "not given"
         raise ConfigError(f"InceptionV3 weights {where}. {INCEPTION_HELP}")
+    if wants_inception(config.feature_extractor, config.feature_weights):
+        check_inception_file(config.feature_weights)  # a file that is not valid weights fails now, not after training
+
+
+def check_data(run: Run, headers: dict[str, Header]) -> None:
+    """What a run needs of its dataset's size, checked before any training (and by --dry-run)
+    from its Header, probed once per spec into `headers`: the batch fits the training split,
+    and FID (where it applies) gets more samples than the extractor has feature dimensions."""
+    from genbench.metrics.quality import check_fid_sizes, fid_dims
+    from genbench.registry import METRICS
+
+    cfg = run.config
+    if cfg.dataset not in headers:
+        headers[cfg.dataset] = probe_dataset(cfg.dataset)
+    header = headers[cfg.dataset]
+    check_batch_size(cfg.batch_size, header.n_train, repr(cfg.dataset))
+    if METRICS.get("quality").applies(run.model_spec.cls, header):  # reads the model's sample() and header.kind
+        check_fid_sizes(cfg.eval_samples, header.n_train, fid_dims(cfg.feature_extractor, cfg.feature_weights),
+                        "eval_samples (--eval-samples)")
+    if run.model_spec.trainer == "adversarial" and header.kind == "image":  # its stability monitor's FID
+        check_fid_sizes(run.trainer_options.eval_samples, header.n_train, fid_dims("genbench", None),
+                        "the trainer option eval_samples (--train-set eval_samples=N)")
 
 
 def resolve_all(configs: list[RunConfig], suite: str | None = None) -> list[Run]:
     runs = [resolve(c, suite) for c in configs]
+    headers: dict[str, Header] = {}
+    for run in runs:
+        check_data(run, headers)
     seen: dict[str, int] = {}
     for i, run in enumerate(runs):
         if run.run_id in seen:

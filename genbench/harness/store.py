@@ -43,6 +43,8 @@ import fcntl
 import json
 import math
 import os
+import re
+import reprlib
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -70,17 +72,35 @@ def validate_record(record: dict[str, Any]) -> None:
     extra = [f for f in record if f not in FIELDS]
     if missing or extra:
         raise ValueError(f"record fields: missing {missing}, unexpected {extra}")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {record['schema_version']} != {SCHEMA_VERSION}")
-    if record["value"] is not None and (
-        isinstance(record["value"], bool) or not isinstance(record["value"], (int, float))
-    ):
-        raise ValueError(f"value must be a number or None, got {record['value']!r}")
+    if type(record["schema_version"]) is not int or record["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {short(record['schema_version'])} != {SCHEMA_VERSION}")
+    if record["value"] is not None and not is_number(record["value"], float):
+        raise ValueError(f"value must be a number or None, got {short(record['value'])}")
     for key in ("run_id", "attempt", "model", "objective", "dataset", "metric", "unit"):
         if not isinstance(record[key], str) or not record[key]:
-            raise ValueError(f"{key} must be a non-empty string, got {record[key]!r}")
+            raise ValueError(f"{key} must be a non-empty string, got {short(record[key])}")
+    for key in ("backend", "device", "precision", "timestamp"):
+        if not isinstance(record[key], str):
+            raise ValueError(f"{key} must be a string, got {short(record[key])}")
+    for key in ("suite", "git_commit"):
+        if record[key] is not None and not isinstance(record[key], str):
+            raise ValueError(f"{key} must be a string or None, got {short(record[key])}")
+    if not is_number(record["seed"], int) or (record["step"] is not None and not is_number(record["step"], int)):
+        raise ValueError(f"seed and step must be integers (step may be None), got {short(record['seed'])} "
+                         f"and {short(record['step'])}")
     if not isinstance(record["provenance"], dict) or not isinstance(record["versions"], dict):
         raise ValueError("provenance and versions must be objects")
+
+
+def is_number(value: Any, kind: type) -> bool:
+    """An int (kind int) or an int or float (kind float); bool is not a number here."""
+    allowed = (int,) if kind is int else (int, float)
+    return isinstance(value, allowed) and not isinstance(value, bool)
+
+
+def short(value: Any) -> str:
+    """repr for messages, cut short: a corrupt line can hold megabytes."""
+    return reprlib.repr(value)
 
 
 def sanitize_value(value: Any, provenance: dict[str, Any]) -> float | None:
@@ -95,23 +115,46 @@ def sanitize_value(value: Any, provenance: dict[str, Any]) -> float | None:
 
 
 def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    """Validate and append records as whole lines in one write."""
+    """Validate and append records as whole lines in one write.
+
+    A write that fails (full disk, quota, I/O error) leaves the file as it was before this
+    batch and ends with a GenbenchError: the records written earlier stay readable, and a
+    batch that ends in `run/complete` is never half there.
+    """
     lines = []
     for record in records:
         validate_record(record)
         lines.append(json.dumps(record, allow_nan=False, separators=(",", ":"), default=str) + "\n")
     if not lines:
         return
-    data = "".join(lines).encode()
+    path = Path(path)
+    try:
+        write_whole(path, "".join(lines).encode())
+    except OSError as exc:
+        raise GenbenchError(unwritable_message(path.parent, exc, kept_message(path))) from None
+
+
+def write_whole(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # genbench writers take turns: no torn-tail race
         drop_torn_tail(fd, path)
-        written = os.write(fd, data)
-        while written < len(data):  # regular files write fully; loop for safety
-            written += os.write(fd, data[written:])
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            while written < len(data):  # a short write: the disk filled up, or a signal came
+                written += os.write(fd, data[written:])
+        except BaseException:  # also Ctrl-C between two partial writes
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # the batch goes in whole or not at all
+            raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def kept_message(path: Path) -> str:
+    return (f"The records already in {path} are intact; the run in progress is not counted as complete, "
+            f"and rerunning the same command with --out {path.parent} resumes after the completed runs.")
 
 
 def drop_torn_tail(fd: int, path: str | Path) -> None:
@@ -157,47 +200,114 @@ def check_writable(out_dir: str | Path) -> None:
         raise GenbenchError(unwritable_message(out_dir, exc)) from None
 
 
-def unwritable_message(out_dir: Path, exc: OSError) -> str:
-    """Cause (the OS error, and the file when it is not the folder or the probe) and the fix."""
+def unwritable_message(out_dir: Path, exc: OSError, outcome: str = "Nothing was run.",
+                       option: str = "--out DIR") -> str:
+    """Cause (the OS error, and the file when it is not the folder or the probe), what
+    became of the work (`outcome`) and the fix (`option`: how to write elsewhere)."""
     reason = f"{exc.strerror or exc}" + (f" ({errno.errorcode[exc.errno]})" if exc.errno in errno.errorcode else "")
     culprit = Path(exc.filename) if exc.filename and not str(exc.filename).endswith(PROBE_SUFFIX) else out_dir
     while not culprit.exists() and culprit.parent != culprit:  # mkdir failed: the fix is on the parent
         culprit = culprit.parent
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "Free space on that file system (or raise the quota), or choose another folder with --out DIR."
+        fix = f"Free space on that file system (or raise the quota), or choose another folder with {option}."
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = f"Make it writable (e.g. `chmod u+w {culprit}`) or choose a folder you can write with --out DIR."
+        fix = f"Make it writable (e.g. `chmod u+w {culprit}`) or choose a folder you can write with {option}."
     elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        fix = f"{culprit} is a file, not a folder: choose another path with --out DIR."
+        fix = f"{culprit} is a file, not a folder: choose another path with {option}."
     else:
-        fix = "Choose a writable folder with --out DIR."
+        fix = f"Choose a writable folder with {option}."
     where = f" at {culprit}" if culprit != out_dir else ""
-    return f"Cannot write results to {out_dir}: {reason}{where}. Nothing was run. {fix}"
+    return f"Cannot write results to {out_dir}: {reason}{where}. {outcome} {fix}"
+
+
+def write_text_atomic(path: Path, text: str, option: str = "--out DIR") -> None:
+    """Write a whole text file or nothing: a new file in the same folder, flushed to disk,
+    then renamed over `path`, so a full disk or a kill never leaves it truncated. A failure
+    is a GenbenchError naming the path, the cause and the fix (`option`: where else to write)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as open() gives, less the umask
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)  # a full disk can accept the write and fail only on flush
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        outcome = f"{path.name} was not written (an earlier copy, if any, is unchanged)."
+        raise GenbenchError(unwritable_message(path, exc, outcome, option)) from None
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """All records in a results file; a torn last line is warned about and skipped."""
+    """All records in a results file, each checked against the schema; a torn last line
+    (no newline: an interrupted write) is warned about and skipped, any other bad line is
+    a GenbenchError naming the file and the line. The file is never changed."""
     path = Path(path)
     if not path.is_file():
         raise GenbenchError(f"No result records at {path}: run `genbench run ... --out {path.parent}` first.")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GenbenchError(f"Cannot read {path}: {exc.strerror or exc}. Make it readable "
+                            f"(e.g. `chmod u+r {path}`) or pass another results folder.") from None
     lines = raw.split(b"\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            records.append(parse_record(line))
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             if number == len(lines) and not raw.endswith(b"\n"):
                 warnings.warn(f"{path}: ignoring a truncated last line (an interrupted write).")
                 continue
             raise GenbenchError(
-                f"{path}, line {number}, is not valid JSON: the results file is corrupt. "
-                "Move it aside and rerun the suite (completed runs in a copy can be "
-                "recovered by deleting the broken line)."
+                f"{path}, line {number}, {line_problem(exc)}: the results file is corrupt. "
+                "Delete that line (keep a copy of the file first) to use the other records, "
+                "or move the file aside and rerun the suite to start over."
             ) from None
     return records
+
+
+# A JSON escape of a UTF-16 surrogate: paired ones decode to one character, lone ones
+# give a str that cannot be written out as UTF-8 (the report would fail on it).
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_record(line: bytes) -> dict[str, Any]:
+    """One line as a record; ValueError (or RecursionError) when it is not one."""
+    record = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
+    if not isinstance(record, dict):
+        raise ValueError(f"{JSON_KINDS.get(type(record), 'a value')} where a record object belongs")
+    if SURROGATE_ESCAPE.search(line):
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    validate_record(record)
+    return record
+
+
+JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number",
+              bool: "true/false", type(None): "null"}
+
+
+def reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON (genbench writes non-finite values as null)")
+
+
+def line_problem(exc: BaseException) -> str:
+    """What is wrong with a line, for the corrupt-file message."""
+    if isinstance(exc, UnicodeError):
+        return "is not UTF-8 text"
+    if isinstance(exc, json.JSONDecodeError):
+        return "is not valid JSON"
+    if isinstance(exc, RecursionError):
+        return "is JSON nested too deep to be a record"
+    return f"is not a genbench record: {exc}"
 
 
 def completed_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,8 +42,9 @@ Validation happens on load, before any run starts, so a typo in the 12th run can
 waste the first eleven: unknown keys (with the closest valid key suggested), TOML value
 types (an integer where one is expected, not a string), value ranges, and then every
 expanded run is resolved against the registries -- model, objective and dataset names
-(with suggestions), model/objective/trainer/dataset options -- and checked for
-duplicates. Every message names the file, the entry and the key.
+(with suggestions), model/objective/trainer/dataset options -- checked against its
+dataset's size (spec.check_data: batch size, FID sample counts) and for duplicates. Every
+message names the file, the entry and the key.
 
 Suite files in genbench/suites/ are registered by file name; any other path works too.
 """
@@ -60,7 +61,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genbench.errors import ConfigError, GenbenchError
-from genbench.harness.spec import Run, RunConfig, resolve, run_config
+from genbench.data.base import Header
+from genbench.harness.spec import Run, RunConfig, check_data, resolve, run_config
 from genbench.registry import SUITES
 
 if sys.version_info >= (3, 11):
@@ -104,7 +106,8 @@ def load_suite(name_or_path: str) -> Suite:
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.is_file():
         if not path.is_file():
-            raise ConfigError(f"Suite file {path} does not exist. Give an existing .toml file or a suite name "
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise ConfigError(f"Suite file {path} {problem}. Give an existing .toml file or a suite name "
                               "from `genbench list suites`.")
         return parse_suite(path.stem, path)
     entry: SuiteFile = SUITES.get(name_or_path)
@@ -144,6 +147,12 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Suite file {path} is not valid TOML: {exc}. Fix the syntax and rerun.") from None
+    except PermissionError:
+        raise ConfigError(f"Suite file {path} cannot be read: permission denied. Make it readable by this user "
+                          f"(e.g. chmod a+r {path}) or run genbench as a user who can read it.") from None
+    except OSError as exc:
+        raise ConfigError(f"Suite file {path} cannot be read: {exc.strerror or exc}. Check the path and the "
+                          "disk, or copy the suite to a readable file.") from None
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -308,11 +317,12 @@ def check_runs(suite: Suite, path: Path) -> list[Run]:
     """Resolve every run now, so a bad name or option anywhere fails before the first run starts."""
     runs: list[Run] = []
     seen: dict[str, int] = {}
+    headers: dict[str, Header] = {}  # each dataset probed once
     for i, (config, origin) in enumerate(zip(suite.runs, suite.origins)):
         where = f"Suite file {path}, {origin} ({describe_config(config)})"
         try:
             run = resolve(config, suite.name)
-            check_dataset_options(config.dataset)
+            check_data(run, headers)
         except GenbenchError as exc:
             raise type(exc)(f"{where}: {exc}") from None
         if run.run_id in seen:
@@ -329,16 +339,6 @@ def check_runs(suite: Suite, path: Path) -> list[Run]:
 def describe_config(config: RunConfig) -> str:
     objective = f"objective {config.objective!r}" if config.objective else "the model's default objective"
     return f"model {config.model!r}, {objective}, dataset {config.dataset!r}, seed {config.seed}"
-
-
-def check_dataset_options(spec: str) -> None:
-    """`digits?sise=8` fails at load time too, not when the dataset is first loaded mid-suite."""
-    from genbench.data.base import parse_spec
-    from genbench.registry import DATASETS
-    from genbench.utils.options import build_options
-
-    name, _, options = parse_spec(spec)
-    build_options(DATASETS.get(name).options, options, f"dataset {name!r}")
 
 
 # ---- what the CLI shows ----

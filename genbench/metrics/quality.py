@@ -12,7 +12,12 @@ Reference features are cached on disk, keyed by dataset content hash + extractor
 hash + split + N, under $GENBENCH_CACHE/reference/.
 
 FID is biased by N: a suite fixes N (generated) and the reference split and N, and every
-record states them. KID is unbiased and preferable for small N.
+record states them. KID is unbiased and preferable for small N. FID needs more samples than
+feature dimensions in both sets (check_fid_sizes; runs check it before training).
+
+On a dataset without labels the genbench extractor is trained to predict rotations
+(extractors.py): its features serve FID, KID and precision/recall, but its logits are
+rotation predictions, not classes, so no Inception Score is computed and the records say so.
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 
 from genbench.data.base import images_to_uint8
 from genbench.errors import GenbenchError
-from genbench.metrics.extractors import Extractor, build_module, cache_root
+from genbench.metrics.extractors import (CLASSIFIER, FEATURE_DIM, Extractor, build_module, cache_root, head_targets,
+                                         wants_inception)
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # capped at the smaller set's size
 ISC_SPLITS = 10
 PRC_NEIGHBORHOOD = 3
 FEATURE_BATCH = 500
+INCEPTION_FEATURE_DIM = 2048  # torch-fidelity InceptionV3's pool features (its layer "2048")
+NO_INCEPTION_SCORE = ("not computed: the dataset has no labels, so the genbench extractor was trained on "
+                      "rotation prediction and its logits are rotations, not classes")
 
 
 @dataclass(frozen=True)
@@ -91,15 +100,30 @@ def reference_features(dataset, split: str, n: int | None, extractor: Extractor,
     return features, provenance
 
 
+def fid_dims(feature_extractor: str, feature_weights: str | None) -> int:
+    """Feature dimensions of the extractor a run's settings choose."""
+    return INCEPTION_FEATURE_DIM if wants_inception(feature_extractor, feature_weights) else FEATURE_DIM
+
+
+def check_fid_sizes(n_generated: int, n_reference: int, dims: int, setting: str = "eval_samples") -> None:
+    """FID's covariances need more samples than feature dimensions in both sets, the reference
+    set being the whole training split; `setting` names what sets n_generated."""
+    needs = f"FID needs more samples than feature dimensions ({dims} for this feature extractor) in both its sets"
+    if n_reference <= dims:
+        raise GenbenchError(
+            f"{needs}, but the training split, its reference set, has only {n_reference} examples. Use a dataset "
+            f"with well over {dims} training images (more images; a larger limit=N; a larger n or n_train for "
+            "generated data)."
+        )
+    if n_generated <= dims:
+        raise GenbenchError(f"{needs}, but {setting} is {n_generated}: raise it to well over {dims} (FID is "
+                            "biased at small N; e.g. 1000).")
+
+
 def features_to_fid_kid(g: torch.Tensor, r: torch.Tensor, seed: int,
                         settings: QualitySettings = QualitySettings()) -> dict[str, float]:
     """FID and KID (mean, std over subsets) of generated vs reference features."""
-    dims = g.shape[1]
-    if min(len(g), len(r)) <= dims:
-        raise GenbenchError(
-            f"FID needs more samples than feature dimensions ({dims}); got {len(g)} generated and "
-            f"{len(r)} reference. Raise eval_samples (well over {dims}; FID is biased at small N)."
-        )
+    check_fid_sizes(len(g), len(r), g.shape[1])
     fid = fid_statistics_to_metric(fid_features_to_statistics(g), fid_features_to_statistics(r), verbose=False)
     kid = kid_features_to_metric(g, r, kid_subsets=settings.kid_subsets,
                                  kid_subset_size=min(settings.kid_subset_size, len(g), len(r)),
@@ -108,16 +132,21 @@ def features_to_fid_kid(g: torch.Tensor, r: torch.Tensor, seed: int,
             "kid_std": kid["kernel_inception_distance_std"]}
 
 
+def label_free(dataset, extractor: Extractor) -> bool:
+    """True when the genbench extractor of this dataset learnt rotations (no labels or factors)."""
+    return extractor.name == CLASSIFIER and head_targets(dataset.train) is None
+
+
 def features_to_quality(gen: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], seed: int,
-                        settings: QualitySettings = QualitySettings()) -> dict[str, float]:
-    """FID, KID (mean, std over subsets), IS (mean, std over splits), precision, recall."""
+                        settings: QualitySettings = QualitySettings(),
+                        inception_score: bool = True) -> dict[str, float]:
+    """FID, KID (mean, std over subsets), IS (mean, std over splits; unless `inception_score`
+    is False: the logits are not classes), precision, recall."""
     g, r = gen["features"], ref["features"]
-    fid_kid = features_to_fid_kid(g, r, seed, settings)
-    isc = isc_features_to_metric(gen["logits"], splits=settings.isc_splits, shuffle=True, rng_seed=seed)
+    values = features_to_fid_kid(g, r, seed, settings)
+    if inception_score:
+        isc = isc_features_to_metric(gen["logits"], splits=settings.isc_splits, shuffle=True, rng_seed=seed)
+        values.update({"is": isc["inception_score_mean"], "is_std": isc["inception_score_std"]})
     prc = prc_features_to_metric(g.float(), r.float(), prc_neighborhood=settings.prc_neighborhood,
                                  prc_batch_size=10000, save_cpu_ram=False, verbose=False)
-    return {
-        **fid_kid,
-        "is": isc["inception_score_mean"], "is_std": isc["inception_score_std"],
-        "precision": prc["precision"], "recall": prc["recall"],
-    }
+    return {**values, "precision": prc["precision"], "recall": prc["recall"]}

@@ -22,7 +22,9 @@ from genbench.metrics.c2st import c2st
 from genbench.metrics.coverage import mode_coverage
 from genbench.metrics.memorisation import memorisation
 from genbench.metrics.msssim import mean_pairwise_ms_ssim
-from genbench.metrics.quality import QualitySettings, features_to_quality, reference_features
+from genbench.metrics.extractors import ROTATION_TASK
+from genbench.metrics.quality import (NO_INCEPTION_SCORE, QualitySettings, features_to_quality, label_free,
+                                      reference_features)
 from genbench.metrics.swd import swd
 
 QUALITY_UNITS = {"fid": "fid", "kid": "kid", "kid_std": "kid (std over subsets)", "is": "inception score",
@@ -38,10 +40,12 @@ def quality(ctx: EvalContext) -> list[MetricValue]:
     ref, ref_prov = ctx.reference
     gen = ctx.generated_features
     settings = QualitySettings()
-    values = features_to_quality(gen, ref, ctx.seed, settings)
+    rotations = label_free(ctx.dataset, ctx.extractor)
+    values = features_to_quality(gen, ref, ctx.seed, settings, inception_score=not rotations)
     prov = {**ctx.extractor.provenance(), **ref_prov, **ctx.sample_provenance(),
             **settings.provenance(len(gen["features"]), len(ref["features"])),
-            "preprocessing": "generated and real alike: [-1,1] -> uint8 levels -> extractor"}
+            "preprocessing": "generated and real alike: [-1,1] -> uint8 levels -> extractor",
+            **({"extractor_task": ROTATION_TASK, "inception_score": NO_INCEPTION_SCORE} if rotations else {})}
     return [MetricValue(f"quality/{name}", value, QUALITY_UNITS[name], prov) for name, value in values.items()]
 
 

@@ -3,13 +3,16 @@
 Every configurable thing in genbench (dataset options, model options, objective
 options, run settings) is a dataclass with typed, commented defaults. `build_options`
 turns user input into one, converting strings by the field's type and rejecting
-unknown keys (with suggestions) and values of the wrong type or outside a Literal.
+unknown keys (with suggestions), values of the wrong type or outside a Literal, and
+numbers that are not finite or do not fit int64 (for every option of every dataclass;
+each dataclass's __post_init__ checks its own fields' ranges).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
@@ -20,6 +23,7 @@ C = TypeVar("C")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def build_options(cls: type[C], values: Mapping[str, Any] | None, context: str) -> C:
@@ -91,16 +95,7 @@ def convert_value(value: Any, annotation: Any, where: str) -> Any:
             return value.lower() in _TRUE
         raise ConfigError(f"{where} must be true or false; got {value!r}.")
     if annotation in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number; got {value!r}.")
-        if isinstance(value, (int, float)) and (annotation is float or float(value).is_integer()):
-            return annotation(value)
-        if isinstance(value, str):
-            try:
-                return annotation(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be {'an integer' if annotation is int else 'a number'}; got {value!r}.")
+        return check_number(_to_number(value, annotation, where), where)
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -108,6 +103,38 @@ def convert_value(value: Any, annotation: Any, where: str) -> Any:
     if isinstance(value, annotation):
         return value
     raise ConfigError(f"{where} must be of type {getattr(annotation, '__name__', annotation)}; got {value!r}.")
+
+
+def _to_number(value: Any, annotation: type, where: str) -> int | float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a number; got {value!r}.")
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, (int, float)) and (annotation is float or whole):
+        try:
+            return annotation(value)
+        except OverflowError:  # float(10**400)
+            raise ConfigError(f"{where} must be a finite number; got {_shown(value)}.") from None
+    if isinstance(value, str):
+        try:
+            return annotation(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where} must be {'an integer' if annotation is int else 'a number'}; got {value!r}.")
+
+
+def check_number(value: int | float, where: str) -> int | float:
+    """Every numeric setting is finite and, if an integer, fits int64 (what torch and numpy
+    take): NaN or Inf would reach an optimiser or a results file, a huge integer a tensor."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number; got {value!r}.")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ConfigError(f"{where} must be an integer between -2**63 and 2**63 - 1; got {_shown(value)}.")
+    return value
+
+
+def _shown(value: int | float) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else f"{text[:12]}... ({len(text)} digits)"
 
 
 def parse_assignments(pairs: list[str] | None, where: str) -> dict[str, str]:
