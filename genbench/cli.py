@@ -109,7 +109,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from genbench.harness.report import render_report
+    from genbench.report import render_report
     from genbench.harness.runner import run_all
     from genbench.harness.spec import resolve_all, run_config
     from genbench.harness.suites import load_suite
@@ -190,7 +190,7 @@ def is_main_process() -> bool:
 
 
 def cmd_report(args) -> int:
-    from genbench.harness.report import render_report
+    from genbench.report import render_report
 
     for d in args.dirs:
         if not d.is_dir():
@@ -240,7 +240,7 @@ def check_fail_above(pct: float | None) -> None:
 
 
 def cmd_compare(args) -> int:
-    from genbench.harness.compare import compare_paths, render
+    from genbench.report.compare import compare_paths, render
     from genbench.harness.store import write_text_atomic
 
     check_fail_above(args.fail_above)

@@ -38,7 +38,6 @@ from genbench.registry import DATASETS
 from genbench.utils.hashing import tensor_hash
 from genbench.utils.options import build_options
 
-PIXEL_LEVELS = 256  # every image dataset is quantised to 8 bits
 MAX_EXAMPLES = 10_000_000  # the most examples per split an option may ask for
 MAX_IMAGE_SIDE = 1024  # larger images must be resized: genbench's models and metrics are for small ones
 # Peak bytes per value while loading: the source's 8-bit levels (1), their float32 images (4)
@@ -290,22 +289,6 @@ def _check_layout(name: str, train: Split, test: Split, kind: str) -> None:
             if extra is not None:
                 assert extra.dtype == torch.int64 and len(extra) == len(x), f"{name}/{split_name}"
     assert train.x.shape[1:] == test.x.shape[1:], f"{name}: train/test shapes differ"
-
-
-def uint8_to_images(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) levels -> float32 in [-1, 1] (x = u / 127.5 - 1)."""
-    return u8.to(torch.float32) / 127.5 - 1.0
-
-
-def float01_to_images(x01: torch.Tensor) -> torch.Tensor:
-    """Float intensities in [0, 1] -> quantised to 8 bits -> float32 in [-1, 1]."""
-    u8 = torch.round(x01.clamp(0, 1) * 255).to(torch.uint8)
-    return uint8_to_images(u8)
-
-
-def images_to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of uint8_to_images: float in [-1, 1] -> uint8 levels."""
-    return torch.round((x.clamp(-1, 1) + 1.0) * 127.5).to(torch.uint8)
 
 
 def holdout_sizes(n: int, test_fraction: float) -> tuple[int, int]:

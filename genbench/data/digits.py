@@ -20,7 +20,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import Header, float01_to_images, holdout_sizes, holdout_split, register_source, take
+from genbench.data.base import Header, holdout_sizes, holdout_split, register_source, take
+
+from genbench.utils.pixels import float01_to_images
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0

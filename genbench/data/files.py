@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench.data.base import (MAX_IMAGE_SIDE, Header, Split, holdout_sizes, holdout_split, register_source, take,
-                                uint8_to_images)
+from genbench.data.base import MAX_IMAGE_SIDE, Header, Split, holdout_sizes, holdout_split, register_source, take
+
+from genbench.utils.pixels import uint8_to_images
 from genbench.errors import DataError
 
 HOLDOUT_SEED = 0  # seed of the holdout for sources without their own split

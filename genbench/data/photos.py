@@ -33,7 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import MAX_EXAMPLES, Header, Split, float01_to_images, register_source
+from genbench.data.base import MAX_EXAMPLES, Header, Split, register_source
+
+from genbench.utils.pixels import float01_to_images
 
 PHOTO_NAMES = (
     "astronaut", "coffee", "chelsea", "rocket", "motorcycle_left",

@@ -42,8 +42,9 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from genbench.data.base import (MAX_EXAMPLES, Header, holdout_sizes, holdout_split, register_source, take,
-                                uint8_to_images)
+from genbench.data.base import MAX_EXAMPLES, Header, holdout_sizes, holdout_split, register_source, take
+
+from genbench.utils.pixels import uint8_to_images
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from genbench.harness import measure
+from genbench.utils import measure
 from genbench.harness.spec import Run
 from genbench.harness.store import SCHEMA_VERSION, append_records, sanitize_value
 

@@ -27,13 +27,14 @@ import torch
 
 from genbench.data import Dataset, load_dataset
 from genbench.errors import ConfigError, GenbenchError
-from genbench.harness import artefacts, measure
+from genbench.utils import figures, measure
 from genbench.harness.lock import folder_lock
 from genbench.harness.recorder import RunRecorder
 from genbench.harness.spec import Run
 from genbench.harness.store import (COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, check_writable,
                                    completed_run_ids, kept_message, unwritable_message)
 from genbench.metrics import EvalContext, applicable_metrics
+from genbench.metrics.monitor import quality_probe
 from genbench.models import build_model
 from genbench.train import TRAINERS, TrainContext, distributed
 from genbench.train.base import TrainOutcome
@@ -159,9 +160,10 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
 def train_context(run: Run, model, data: Dataset, log, emit, progress: bool, run_dir) -> TrainContext:
     """The trainer's context; `log`/`emit` None (the other ranks under torchrun) records nothing."""
     cfg, device = run.config, run.device
+    emit = emit or (lambda *args, **provenance: None)
     return TrainContext(model, run.objective, run.objective_options, run.trainer_options, data, cfg, device,
                         torch.Generator(device=device).manual_seed(cfg.seed), log or (lambda step, scalars: None),
-                        emit or (lambda *args, **provenance: None), progress, run_dir)
+                        emit, progress, run_dir, quality_probe(data, device, cfg.seed, emit))
 
 
 def record_training(recorder: RunRecorder, outcome: TrainOutcome, cfg) -> None:
@@ -228,24 +230,24 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
     generator = torch.Generator(device=device).manual_seed(seed)
     if data.info.kind == "points":  # a scatter shows the distribution: draw from p(x|z)
         samples = model.sample(2000, generator, draw="sample")
-        paths = {"samples": artefacts.save_points(samples, data.test.x, run_dir / "samples.png",
+        paths = {"samples": figures.save_points(samples, data.test.x, run_dir / "samples.png",
                                                   "2,000 draws x ~ p(x|z) vs test data")}
     elif data.info.kind == "sequence":  # line plots of draws (as for points), above test signals
         samples = model.sample(WAVEFORM_SIGNALS, generator, draw="sample")
         rows = [("generated", samples), ("test data", data.test.x[:WAVEFORM_SIGNALS])]
-        paths = {"samples": artefacts.save_waveforms(rows, run_dir / "samples.png",
+        paths = {"samples": figures.save_waveforms(rows, run_dir / "samples.png",
                                                      f"{WAVEFORM_SIGNALS} samples vs {WAVEFORM_SIGNALS} test signals")}
     else:
         samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
-        paths = {"samples": artefacts.save_image_grid(samples, run_dir / "samples.png", columns=8)}
+        paths = {"samples": figures.save_image_grid(samples, run_dir / "samples.png", columns=8)}
     if hasattr(model, "reconstruct_output") and data.info.kind == "image":
         x = data.test.x[:RECON_EXAMPLES].to(device)
         recon = model.likelihood.mean(model.reconstruct_output(x))
-        paths["reconstructions"] = artefacts.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
+        paths["reconstructions"] = figures.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
     if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
         paths["samples_over_training"] = run_dir / OVER_TRAINING
     if hasattr(model, "encode_latent") and data.info.kind == "image":
-        paths.update(artefacts.latent_figures(model, data.test.x.to(device), run_dir))
+        paths.update(figures.latent_figures(model, data.test.x.to(device), run_dir))
     if hasattr(model, "figures"):
         paths.update(model.figures(run_dir, generator))
     return paths

@@ -34,7 +34,9 @@ from typing import Any
 
 import torch
 
-from genbench.data.base import Dataset, DatasetInfo, Split, uint8_to_images
+from genbench.data.base import Dataset, DatasetInfo, Split
+
+from genbench.utils.pixels import uint8_to_images
 from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
 
 BATCH = 128

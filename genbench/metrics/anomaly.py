@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.data import load_dataset  # the package: registers every dataset source
-from genbench.data.base import float01_to_images
+from genbench.utils.pixels import float01_to_images
 from genbench.metrics.base import EVAL_SEED, EvalContext, MetricValue, register_metric
 from genbench.metrics.likelihood import applies as likelihood_applies
 from genbench.metrics.likelihood import estimator_provenance, nll_per_example

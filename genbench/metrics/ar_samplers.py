@@ -10,7 +10,7 @@ same n, in one process, one after the other.
 
 Method: n = min(N_MAX, eval batch) samples per call; for each sampler one warm-up call
 from a generator seeded with the run's seed (its samples are the identity check), then up
-to REPEATS timed calls from the same seed, device-synchronised (genbench.harness.measure.
+to REPEATS timed calls from the same seed, device-synchronised (genbench.utils.measure.
 timed), stopping early once a sampler's timed calls take more than TIME_BUDGET_S in all
 (at least one). The naive sampler is a full network pass per pixel (H W C passes per
 call) and must stay cheap on a CPU: a warm-up call that itself takes longer than
@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from genbench.harness import measure
+from genbench.utils import measure
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
 
 PREFIX = "ar_sampler/"

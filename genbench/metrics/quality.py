@@ -31,7 +31,7 @@ from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
-from genbench.data.base import images_to_uint8
+from genbench.utils.pixels import images_to_uint8
 from genbench.errors import GenbenchError
 from genbench.metrics.extractors import (CLASSIFIER, FEATURE_DIM, Extractor, build_module, cache_root, head_targets,
                                          wants_inception)

@@ -24,7 +24,7 @@ Every point draws N = ctx.eval_samples samples (the suite's `eval_samples`, the 
 as the quality metric) in batches of ctx.batch_size from a generator seeded with the
 run's seed -- the same seed at every point, so points differ by the sampler alone (common
 random numbers). Speed: each generation batch is timed, device-synchronised
-(genbench.harness.measure.timed), after one warm-up call per sampler (a 2-step chain at
+(genbench.utils.measure.timed), after one warm-up call per sampler (a 2-step chain at
 the batch size); samples/s = batch / median batch time over the point's full batches
 (the last, partial batch is left out when there is a full one), quantiles in the record.
 Scoring is outside the timing.
@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from genbench.harness import measure
+from genbench.utils import measure
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
 from genbench.metrics.coverage import mode_coverage
 from genbench.metrics.quality import QualitySettings, features_to_fid_kid, images_to_features

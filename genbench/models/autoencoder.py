@@ -24,7 +24,7 @@ from genbench.models.nets import (
     conv_transpose_backends,
     decoder_ops,
 )
-from genbench.objectives.likelihood import Likelihood
+from genbench.models.likelihood import Likelihood
 
 
 @dataclass(frozen=True)

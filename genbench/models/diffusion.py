@@ -37,7 +37,7 @@ from torch import nn
 from genbench.errors import ConfigError
 from genbench.models.base import check_draw, evaluating, register_model
 from genbench.models.unet import UNET_OPS, MLPDenoiser, UNet, UNetOptions
-from genbench.objectives.likelihood import (
+from genbench.models.likelihood import (
     HALF_LOG_2PI,
     DiscretisedDecoder,
     discretised_gaussian_log_likelihood,

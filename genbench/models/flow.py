@@ -10,7 +10,7 @@ accumulated in float32 (float64 for float64 inputs) whatever the compute dtype, 
 `inverse`. No layer depends on train/eval mode once initialised (no batch norm), so the
 density is the same in both modes.
 
-Data (the `UniformDequantised` convention, genbench/objectives/likelihood.py): images x in
+Data (the `UniformDequantised` convention, genbench/models/likelihood.py): images x in
 [-1, 1] are 8-bit levels; the model sees y = x + U(-w/2, w/2), w = 2/255, and bits/dim =
 (nats + D ln 127.5) / (D ln 2) bounds the discrete NLL (Theis et al. 2016).
 
@@ -52,10 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import images_to_uint8, uint8_to_images
+from genbench.utils.pixels import images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
 from genbench.models.base import check_draw, evaluating, register_model
-from genbench.objectives.likelihood import BIN_WIDTH, HALF_LOG_2PI, UniformDequantised
+from genbench.models.likelihood import BIN_WIDTH, HALF_LOG_2PI, UniformDequantised
 
 ACTNORM_EPS = 1e-6  # added to the std at actnorm's data-dependent init (Glow's code)
 ZERO_CONV_GAIN = 3.0  # Glow's Conv2dZeros: output * exp(3 * logs), logs zero-initialised

@@ -217,7 +217,7 @@ TRAVERSAL_STEPS = 8  # values of the varied code across the row
 @torch.no_grad()
 def latent_figures(model: GAN, run_dir, generator) -> dict:
     """Image figures of the latent space: InfoGAN traversals, slerp interpolations."""
-    from genbench.harness.artefacts import save_image_grid
+    from genbench.utils.figures import save_image_grid
 
     paths = {}
     net = model.ema_generator or model.generator
@@ -236,7 +236,7 @@ def latent_figures(model: GAN, run_dir, generator) -> dict:
 def infogan_traversals(model: GAN, net, z: torch.Tensor, run_dir) -> dict:
     """InfoGAN paper figures: one code varied across a row, the noise fixed down the column;
     the other codes held at 0 (continuous) or at the row's category."""
-    from genbench.harness.artefacts import save_image_grid
+    from genbench.utils.figures import save_image_grid
 
     o, rows, device = model.options, z.shape[0], z.device
     paths = {}

@@ -47,7 +47,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from genbench.errors import ConfigError
 from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.nets import mlp
-from genbench.objectives.gan_base import DiscOutputKind, DOutput
+from genbench.models.gan_output import DiscOutputKind, DOutput
 
 Arch = Literal["mlp", "dcgan", "resnet"]
 Upsample = Literal["transposed", "pixel-shuffle", "nearest-conv"]

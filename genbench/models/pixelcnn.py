@@ -53,11 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data.base import PIXEL_LEVELS, images_to_uint8, uint8_to_images
+from genbench.utils.pixels import PIXEL_LEVELS, images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
 from genbench.models.base import check_draw, register_model
 from genbench.models.nets import gate
-from genbench.objectives.likelihood import BIN_WIDTH, ExactDiscrete
+from genbench.models.likelihood import BIN_WIDTH, ExactDiscrete
 
 OUTPUTS = ("softmax", "logistic-mixture")
 SAMPLERS = ("naive", "cached")

@@ -28,7 +28,7 @@ from genbench.models.nets import (
     conv_transpose_backends,
     decoder_ops,
 )
-from genbench.objectives.likelihood import HALF_LOG_2PI
+from genbench.models.likelihood import HALF_LOG_2PI
 
 
 def standard_normal_log_prob(x: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ from genbench.models.nets import (
     decoder_ops,
     level_channels,
 )
-from genbench.objectives.likelihood import Likelihood
+from genbench.models.likelihood import Likelihood
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from genbench.errors import ConfigError
 from genbench.models.base import register_model
 from genbench.models.gumbel import gumbel_noise
 from genbench.models.nets import gate
-from genbench.objectives.likelihood import ExactDiscrete
+from genbench.models.likelihood import ExactDiscrete
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.objectives.base import LossTerms
-from genbench.objectives.gan_base import (
-    DOutput,
-    GanLoss,
-    Regularizer,
-    register_gan_loss,
-    register_regularizer,
-)
+from genbench.objectives.gan_base import GanLoss, Regularizer, register_gan_loss, register_regularizer
 
 # --------------------------------------------------------------------------- options
+from genbench.models.gan_output import DOutput
 
 
 @dataclass(frozen=True)

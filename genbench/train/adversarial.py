@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from genbench.harness.measure import synchronize
+from genbench.utils.measure import synchronize
 from genbench.registry import REGULARIZERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 from genbench.train.single import global_grad_norm, precision_autocast, scaler_step

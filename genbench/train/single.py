@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.errors import ConfigError
-from genbench.harness.measure import synchronize
+from genbench.utils.measure import synchronize
 from genbench.train import distributed
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 

@@ -1,10 +1,10 @@
 """Stability signals of adversarial training, recorded at every evaluation interval.
 
 Per interval (records `stability/<name>` at that step):
-- quality of the current generator (the EMA copy when enabled): on 2-D mixtures the
-  modes captured and % high-quality samples (coverage definitions of EVALUATION.md);
-  on images FID and KID with the genbench extractor against the train split; 1-D
-  sequences have no quality signal (their snapshots are still drawn as line plots);
+- quality of the current generator (the EMA copy when enabled), measured by the run's
+  quality probe (TrainContext.quality_probe, built by the harness: genbench/metrics/monitor.py):
+  modes captured and % high-quality samples on 2-D mixtures, FID and KID on images, none on
+  1-D sequences (their snapshots are still drawn as line plots);
 - oscillation: the standard deviation of the discriminator and generator losses over
   the steps since the previous interval.
 Losses, gradient norms of D and G, and mean D(x) / D(G(z)) are logged as train/* at
@@ -20,13 +20,11 @@ final and best quality, the step of the first collapse (time to collapse), and
 
 from __future__ import annotations
 
-import functools
 import statistics
 
 import torch
 
-from genbench.metrics.coverage import mode_coverage
-
+from genbench.utils.figures import save_image_grid, save_point_panels, save_waveforms
 
 COLLAPSE_FID_MARGIN = 20.0
 SNAPSHOT_IMAGES = 8  # images per evaluation in the samples-over-training figure (one row each)
@@ -41,8 +39,7 @@ class StabilityMonitor:
         info = ctx.data.info
         self.points = info.kind == "points"
         self.sequences = info.kind == "sequence"
-        # The quality signal the data supports: coverage needs known modes, FID images.
-        self.signal = "coverage" if "modes" in info.extras else ("fid" if info.kind == "image" else None)
+        self.signal: str | None = None  # the probe's quality ("modes_captured", "fid"), once it has measured one
         self.history: list[tuple[int, float]] = []  # (step, quality), higher is better
         self.window: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         self.collapse_step: int | None = None
@@ -84,50 +81,23 @@ class StabilityMonitor:
         model.train(was_training)
         keep = SNAPSHOT_POINTS if self.points else (SNAPSHOT_SIGNALS if self.sequences else SNAPSHOT_IMAGES)
         self.snapshots.append((step, samples[:keep]))
-        if self.signal is None:
-            return None, None
-        if self.signal == "coverage":
-            extras = ctx.data.info.extras
-            cov = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
-            ctx.emit("stability/modes_captured", cov.modes_captured, f"modes of {cov.n_modes}", step, n_samples=n)
-            ctx.emit("stability/high_quality_pct", cov.high_quality_pct, "%", step, n_samples=n)
-            return float(cov.modes_captured), "modes_captured"
-        extractor, reference = self.reference
-        fid_kid = self.fid_kid(samples, extractor, reference)
-        prov = {"n_generated": n, "extractor": extractor.name, "extractor_weights_hash": extractor.weights_hash}
-        ctx.emit("stability/fid", fid_kid["fid"], "fid (genbench extractor)", step, **prov)
-        ctx.emit("stability/kid", fid_kid["kid"], "kid (genbench extractor)", step, **prov)
-        return -fid_kid["fid"], "fid"
-
-    @functools.cached_property
-    def reference(self):
-        """(the genbench extractor, train-split features): made once, at the first evaluation."""
-        from genbench.metrics.extractors import classifier_for
-        from genbench.metrics.quality import reference_features
-
-        extractor = classifier_for(self.ctx.data)
-        return extractor, reference_features(self.ctx.data, "train", None, extractor, self.ctx.device)[0]
-
-    def fid_kid(self, samples: torch.Tensor, extractor, reference) -> dict[str, float]:
-        from genbench.metrics.quality import features_to_fid_kid, images_to_features
-
-        gen = images_to_features(samples, extractor, self.ctx.device)
-        return features_to_fid_kid(gen["features"], reference["features"], self.ctx.config.seed)
+        quality, name = self.ctx.quality_probe(samples, step)
+        if name is not None:
+            self.signal = name
+        return quality, name
 
     def collapsed(self, quality: float, best: float) -> bool:
-        if self.signal == "coverage":
+        if self.signal == "modes_captured":
             return quality < best / 2
         fid, best_fid = -quality, -best
         return fid > 2 * best_fid and fid > best_fid + COLLAPSE_FID_MARGIN
 
     def rule(self) -> str:
-        return ("modes captured < half the best so far" if self.signal == "coverage"
+        return ("modes captured < half the best so far" if self.signal == "modes_captured"
                 else f"FID > 2 x the best FID so far and > best + {COLLAPSE_FID_MARGIN:g}")
 
     def save_snapshots(self) -> None:
         """One figure of fixed-noise samples at every evaluation (rows = steps)."""
-        from genbench.harness.artefacts import save_image_grid, save_point_panels, save_waveforms
-
         if not self.snapshots or self.ctx.run_dir is None:
             return
         path = self.ctx.run_dir / OVER_TRAINING

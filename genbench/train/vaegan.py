@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from genbench.harness.measure import synchronize
+from genbench.utils.measure import synchronize
 from genbench.train.adversarial import OPTIMISERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 from genbench.train.single import divergence, global_grad_norm, precision_autocast, scaler_step

@@ -12,7 +12,8 @@ import torch
 from genbench.data import load_dataset, mode_centres
 from genbench.data import photos as photos_module
 from genbench.data import shapes as shapes_module
-from genbench.data.base import holdout_split, images_to_uint8
+from genbench.data.base import holdout_split
+from genbench.utils.pixels import images_to_uint8
 
 
 def assert_image_layout(split, shape, n_classes=None):

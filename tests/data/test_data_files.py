@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from genbench.data import load_dataset
-from genbench.data.base import holdout_split, images_to_uint8
+from genbench.data.base import holdout_split
+from genbench.utils.pixels import images_to_uint8
 from genbench.errors import DataError
 
 RNG = np.random.default_rng(123)

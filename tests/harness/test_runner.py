@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from genbench.errors import ConfigError, UnknownNameError
-from genbench.harness.report import render_report
+from genbench.report import render_report
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import FIELDS, completed_records, read_records

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from genbench.data import load_dataset
-from genbench.data.base import images_to_uint8, uint8_to_images
+from genbench.utils.pixels import images_to_uint8, uint8_to_images
 from genbench.harness.spec import resolve, run_config
 from genbench.metrics import EvalContext
 from genbench.metrics.anomaly import (
     anomaly, applies, auroc, convert_images, embedded_test_split, ood_sets, subset_indices)
 from genbench.metrics.likelihood import likelihood
 from genbench.models import build_model
-from genbench.objectives.likelihood import ExactDiscrete, Likelihood
+from genbench.models.likelihood import ExactDiscrete, Likelihood
 from tests.models.training import fit
 
 

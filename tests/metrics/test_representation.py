@@ -9,7 +9,7 @@ import torch
 from genbench.data import load_dataset
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.metrics.representation import active_units
-from genbench.objectives.likelihood import Likelihood
+from genbench.models.likelihood import Likelihood
 from genbench.registry import METRICS
 
 NAMES = {"disentanglement", "probe", "active_units"}

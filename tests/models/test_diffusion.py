@@ -31,7 +31,7 @@ from genbench.models.diffusion import (
     variational_bound,
 )
 from genbench.objectives.diffusion import SimpleOptions, VlbOptions, simple_loss, vlb_loss
-from genbench.objectives.likelihood import BIN_WIDTH, discretised_gaussian_log_likelihood
+from genbench.models.likelihood import BIN_WIDTH, discretised_gaussian_log_likelihood
 from genbench.registry import MODELS
 from tests.models.training import fit, held_out
 

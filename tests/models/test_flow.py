@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from genbench.data.base import DatasetInfo, images_to_uint8, uint8_to_images
+from genbench.data.base import DatasetInfo
+
+from genbench.utils.pixels import images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve, resolve_all, run_config
@@ -32,7 +34,7 @@ from genbench.models.flow import (
     checkerboard_mask,
 )
 from genbench.objectives.exact import NLLOptions, nll_loss
-from genbench.objectives.likelihood import BIN_WIDTH, UniformDequantised
+from genbench.models.likelihood import BIN_WIDTH, UniformDequantised
 from genbench.registry import MODELS
 from tests.models.training import fit, held_out
 

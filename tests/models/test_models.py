@@ -11,7 +11,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import ConfigError
 from genbench.models.autoencoder import Autoencoder, AutoencoderOptions
 from genbench.models.vae import VAE, VAEOptions
-from genbench.objectives.likelihood import BIN_WIDTH, Likelihood
+from genbench.models.likelihood import BIN_WIDTH, Likelihood
 
 
 def info(shape, kind="image"):

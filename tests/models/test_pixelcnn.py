@@ -10,7 +10,9 @@ import math
 import pytest
 import torch
 
-from genbench.data.base import DatasetInfo, images_to_uint8
+from genbench.data.base import DatasetInfo
+
+from genbench.utils.pixels import images_to_uint8
 from genbench.errors import ConfigError
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve, resolve_all, run_config
@@ -27,7 +29,7 @@ from genbench.models.pixelcnn import (
     shift_down,
 )
 from genbench.objectives.exact import NLLOptions, nll_loss
-from genbench.objectives.likelihood import BIN_WIDTH
+from genbench.models.likelihood import BIN_WIDTH
 from genbench.registry import MODELS
 from genbench.train import TRAINERS, TrainContext
 from tests.models.training import fit, held_out

@@ -22,6 +22,7 @@ from genbench.metrics import EvalContext
 from genbench.models.wavenet import FastWaveNet, WaveNet, WaveNetOptions, receptive_field
 from genbench.objectives.exact import NLLOptions, nll_loss
 from genbench.registry import MODELS
+from genbench.metrics.monitor import quality_probe
 from genbench.train.stability import OVER_TRAINING, StabilityMonitor
 from tests.models.training import fit, held_out
 
@@ -253,9 +254,13 @@ def test_the_stability_monitor_draws_sequence_snapshots_as_line_plots(waves, tmp
     """The adversarial trainer's monitor on sequence data: no quality signal, and its
     samples-over-training figure is a waveform figure rather than an image grid."""
     emitted = []
+
+    def emit(metric, *args, **kw):
+        emitted.append(metric)
+
     ctx = SimpleNamespace(data=waves, model=tiny(waves.info), device=torch.device("cpu"), run_dir=tmp_path,
                           trainer_options=SimpleNamespace(eval_samples=3), config=SimpleNamespace(seed=0, steps=2),
-                          emit=lambda metric, *args, **kw: emitted.append(metric))
+                          emit=emit, quality_probe=quality_probe(waves, torch.device("cpu"), 0, emit))
     monitor = StabilityMonitor(ctx, every=1)
     for step in (1, 2):
         monitor.after_step(step, {"d_loss": 0.0, "g_loss": 0.0})

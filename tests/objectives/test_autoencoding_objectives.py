@@ -70,7 +70,7 @@ class Identity(nn.Module):
 
 
 def test_denoise_loss_scores_the_clean_target_from_the_corrupted_input():
-    from genbench.objectives.likelihood import Likelihood
+    from genbench.models.likelihood import Likelihood
 
     model = Identity()
     model.likelihood = Likelihood("gaussian", 1.0, quantised=False)  # points: no dequantisation

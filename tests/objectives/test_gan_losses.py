@@ -17,7 +17,7 @@ from torch import nn
 
 import genbench.objectives  # noqa: F401  (registers the GAN losses)
 from genbench.objectives import gan
-from genbench.objectives.gan_base import DOutput
+from genbench.models.gan_output import DOutput
 from genbench.registry import LOSSES, REGULARIZERS
 
 GAN_LOSSES = ["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "dragan", "hinge", "ebgan", "began", "ragan"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from genbench.harness.report import render_report
-from genbench.harness.report_html import MAX_IMAGE_BYTES, markdown_to_html
+from genbench.report import render_report
+from genbench.report.html import MAX_IMAGE_BYTES, markdown_to_html
 from genbench.harness.store import append_records
-from tests.harness.test_report_html import parse, png, record
+from tests.report.test_report_html import parse, png, record
 
 SECRET_TEXT = b"SECRET-hostname-1234\n"
 # A link or image in markdown that is not backslash-escaped (written independently of the module's pattern).

@@ -15,7 +15,7 @@ import pytest
 from genbench.cli import main
 from genbench.errors import GenbenchError
 from genbench.harness.store import append_records
-from tests.harness.test_report_html import synthetic_run
+from tests.report.test_report_html import synthetic_run
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -20,15 +20,15 @@ from matplotlib import ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from genbench.harness.report_likelihood import (  # noqa: E402
+from genbench.report.likelihood import (  # noqa: E402
     anomaly_section,
     ar_sampler_section,
     likelihood_section,
 )
 from genbench.errors import GenbenchError  # noqa: E402
-from genbench.harness.report_html import Images, checked_links, write_html_report  # noqa: E402
-from genbench.harness.report_precision import precision_section  # noqa: E402
-from genbench.harness.tables import drop_uniform, mean_std  # noqa: E402
+from genbench.report.html import Images, checked_links, write_html_report  # noqa: E402
+from genbench.report.precision import precision_section  # noqa: E402
+from genbench.report.tables import drop_uniform, mean_std  # noqa: E402
 from genbench.harness.store import (  # noqa: E402
     COMPLETE_METRIC,
     DIVERGED_METRIC,

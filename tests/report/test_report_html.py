@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genbench.harness.report import render_report
-from genbench.harness.report_html import markdown_to_html, page
+from genbench.report import render_report
+from genbench.report.html import markdown_to_html, page
 from genbench.harness.store import SCHEMA_VERSION, append_records
 
 # fid per objective (seed 0, seed 1). Their cells sort differently by leading number

@@ -36,9 +36,9 @@ import numpy as np
 from tabulate import tabulate
 
 from genbench.errors import GenbenchError
-from genbench.harness.report import GROUP
+from genbench.report import GROUP
 from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, completed_records, read_records
-from genbench.harness.tables import fmt, versions_text
+from genbench.report.tables import fmt, versions_text
 
 RECORD_KEYS = [*GROUP, "metric", "unit"]
 BOOTSTRAP_RESAMPLES = 10_000

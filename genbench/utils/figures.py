@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from genbench.data.base import images_to_uint8  # noqa: E402
+from genbench.utils.pixels import images_to_uint8  # noqa: E402
 
 MIN_TILE_PX = 48  # small images are enlarged (nearest neighbour) to at least this size
 

@@ -1,4 +1,4 @@
-"""Tests for genbench/harness/compare.py and `genbench compare A B [--fail-above PCT]`."""
+"""Tests for genbench/report/compare.py and `genbench compare A B [--fail-above PCT]`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from genbench.cli import main
-from genbench.harness.compare import (
+from genbench.report.compare import (
     CHANGED,
     IDENTICAL,
     IMPROVED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from genbench.harness.report import render_report
+from genbench.report import render_report
 from genbench.harness.spec import resolve_all
 from genbench.harness.store import SCHEMA_VERSION, append_records
 from genbench.harness.suites import SUITES_DIR, parse_suite

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genbench.data.base import PIXEL_LEVELS
+from genbench.utils.pixels import PIXEL_LEVELS
 
 LOG_SIGMA_MIN = -7.0  # floor on predicted log sigma (sigma ~ 1e-3, below the dequantisation noise)
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from genbench.harness.report import render_report
+from genbench.report import render_report
 from genbench.harness.store import append_records
-from tests.harness.test_sampler_report import record
+from tests.report.test_sampler_report import record
 
 
 def run_records(model: str, precision: str, seed: int, throughput: float, fid: float,

@@ -36,7 +36,7 @@ from typing import Iterable
 import pandas as pd
 
 from genbench.harness.store import write_text_atomic
-from genbench.harness.tables import versions_text
+from genbench.report.tables import versions_text
 
 HTML_FILE = "report.html"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from tabulate import tabulate
 
-from genbench.harness.tables import SETTING_SPLIT, drop_uniform, mean_std
+from genbench.report.tables import SETTING_SPLIT, drop_uniform, mean_std
 
 # What each model family trades, in the words of the classic comparison table (key idea,
 # pros, cons); the measured columns beside them make it quantitative.

@@ -19,7 +19,7 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
-from genbench.harness.tables import fmt
+from genbench.report.tables import fmt
 
 PAIR_KEYS = ["model", "objective", "dataset", "backend", "device"]
 QUALITY = (("quality/fid", "quality/kid"), ("test/nll_bpd", "test/nll"))  # per kind, the first recorded

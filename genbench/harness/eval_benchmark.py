@@ -1,6 +1,6 @@
 """Benchmark of the evaluation itself: every sample metric on N generated images.
 
-    python -m genbench.metrics.benchmark [--n 10000] [--dataset digits] [--device cpu|cuda]
+    python -m genbench.harness.eval_benchmark [--n 10000] [--dataset digits] [--device cpu|cuda]
 
 "Generated" images are training images drawn with replacement plus Gaussian noise
 (std 0.05), replayed through a stand-in sampler: the cost of the metrics does not depend

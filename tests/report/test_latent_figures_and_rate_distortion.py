@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from genbench.data.base import DatasetInfo
-from genbench.harness import artefacts
-from genbench.harness.report import render_report
+from genbench.utils import figures
+from genbench.report import render_report
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve_all, run_config
 from genbench.models.vae import VAE, VAEOptions
@@ -21,10 +21,10 @@ def test_traversal_moves_one_dimension_per_row_over_its_test_range(tmp_path):
     x = torch.rand(50, 1, 8, 8) * 2 - 1
     decoded = []
     model.decode_latent = lambda z: (decoded.append(z.clone()), torch.zeros(z.shape[0], 1, 8, 8))[1]
-    paths = artefacts.latent_figures(model, x, tmp_path)
+    paths = figures.latent_figures(model, x, tmp_path)
     assert set(paths) == {"interpolation", "traversal"}
     interp, trav = decoded
-    steps = artefacts.TRAVERSAL_STEPS
+    steps = figures.TRAVERSAL_STEPS
     assert trav.shape == (3 * steps, 3)
     rows = trav.view(3, steps, 3)
     base = model.encode_latent(x)[0]
@@ -36,7 +36,7 @@ def test_traversal_moves_one_dimension_per_row_over_its_test_range(tmp_path):
         assert torch.allclose(rows[r, 0, dim], torch.quantile(values, 0.05))
         assert torch.allclose(rows[r, -1, dim], torch.quantile(values, 0.95))
     z = model.encode_latent(x)
-    path = interp.view(artefacts.INTERPOLATION_PAIRS, artefacts.INTERPOLATION_STEPS, 3)
+    path = interp.view(figures.INTERPOLATION_PAIRS, figures.INTERPOLATION_STEPS, 3)
     assert torch.allclose(path[:, 0], z[:6]) and torch.allclose(path[:, -1], z[6:12])
     assert Image.open(paths["traversal"]).size[0] > 0
 

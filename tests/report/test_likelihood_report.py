@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from genbench.harness.report import render_report
+from genbench.report import render_report
 from genbench.harness.runner import run_all
 from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import read_records
