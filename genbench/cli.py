@@ -71,13 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "are already complete in --out, so would be skipped), then exit without training")
 
     p_kernels = sub.add_parser("kernels", help="benchmark the Triton kernels against their baselines (CUDA)")
-    p_kernels.add_argument("--ops", nargs="+", help="ops to run (default: all; `genbench list kernels`)")
+    p_kernels.add_argument("--ops", nargs="+", help="benches to run (default: all; e.g. attention vq_nearest)")
+    p_kernels.add_argument("--cases", nargs="+", metavar="GLOB",
+                           help="only cases whose name (as the table shows it, e.g. 'B=64,H=4,S=256,D=64,bf16') "
+                           "matches one of these fnmatch globs")
+    p_kernels.add_argument("--providers", nargs="+", metavar="NAME", help="only these providers (e.g. triton cudnn)")
+    p_kernels.add_argument("--quick", action="store_true",
+                           help="one or two representative cases per op (the models' layers); no train_step")
+    p_kernels.add_argument("--jobs", type=int, default=0, metavar="N",
+                           help="processes compiling kernels in parallel before timing, or for --compile "
+                           "(default: one per CPU core; 1: none before timing)")
     p_kernels.add_argument("--save", metavar="NAME", help="save these timings as baseline NAME for this GPU kind")
     p_kernels.add_argument("--compare", metavar="NAME", help="compare with saved baseline NAME (same GPU kind)")
     p_kernels.add_argument("--fail-above", type=float, default=10.0, metavar="PCT",
-                           help="with --compare: exit 1 if a median time rose more than PCT%% (default 10)")
+                           help="with --compare: exit 1 if one of genbench's kernels is missing, failed, or slower "
+                           "by more than PCT%% beyond its q20-q80 spread and the floor (default 10)")
+    p_kernels.add_argument("--fail-floor-us", type=float, default=2.0, metavar="US",
+                           help="with --compare: changes smaller than this many µs never fail (default 2)")
     p_kernels.add_argument("--check", action="store_true",
                            help="correctness only: kernels vs references (Triton interpreter without CUDA)")
+    p_kernels.add_argument("--compile", nargs="+", metavar="TARGET",
+                           help="compile every kernel configuration for these GPU targets (e.g. sm_90 sm_80) "
+                           "without a GPU: registers, spills, shared memory; exit 1 if one breaks the bounds")
     p_kernels.add_argument("--out", type=out_arg, default=RESULTS_ROOT / "kernels", help="results root")
 
     p_report = sub.add_parser("report", help="render report.md and figures from result folders")
@@ -209,13 +224,31 @@ def cmd_kernels(args) -> int:
         os.environ["TRITON_INTERPRET"] = "1"
     from genbench import kernelbench
 
+    if args.jobs < 0:
+        raise GenbenchError(f"--jobs {args.jobs}: give a number of processes >= 1 (0: one per CPU core).")
+    if not 0 <= args.fail_floor_us < float("inf"):
+        raise GenbenchError(f"--fail-floor-us {args.fail_floor_us}: give a finite number of microseconds >= 0.")
     check_fail_above(args.fail_above)
+    selection = kernelbench.Selection(tuple(args.ops or ()), tuple(args.cases or ()), tuple(args.providers or ()),
+                                      args.quick)
     if args.check:
         table, ok = kernelbench.run_checks(args.ops)
         print(table)
         print("all kernels match their references" if ok else "MISMATCH: see the table", file=sys.stderr)
         return 0 if ok else 1
-    out = kernelbench.run_benchmarks(args.ops, args.out, progress=lambda s: print(s, file=sys.stderr))
+    if args.compile:
+        from genbench.kernelbench.compile import SPILL_BOUND, compile_report
+
+        report = compile_report(args.compile, selection, args.jobs or None)
+        print(report.table)
+        print()
+        print(report.summary)
+        if report.failures:
+            print(f"{len(report.failures)} configuration(s) failed to compile, spill more than {SPILL_BOUND} bytes "
+                  "or exceed the target's shared memory: see the table", file=sys.stderr)
+            return 1
+        return 0
+    out = kernelbench.run_benchmarks(selection, args.out, progress=lambda s: print(s, file=sys.stderr), jobs=args.jobs)
     print((out / "table.md").read_text())
     if args.save:
         print(f"saved baseline: {kernelbench.save_baseline(out, args.save)}", file=sys.stderr)
@@ -223,11 +256,13 @@ def cmd_kernels(args) -> int:
         from genbench.harness.store import RESULTS_FILE, read_records
 
         baseline = read_records(kernelbench.baseline_path(out, args.compare))
-        result = kernelbench.compare_timings(baseline, read_records(out / RESULTS_FILE), args.fail_above)
+        result = kernelbench.compare_timings(baseline, read_records(out / RESULTS_FILE), args.fail_above,
+                                             args.fail_floor_us, selection)
         print(result.table)
         if result.regressions:
-            print(f"{result.regressions} timing(s) slower than baseline {args.compare!r} by more than "
-                  f"{args.fail_above}%", file=sys.stderr)
+            print(f"{result.regressions} of genbench's kernel timing(s) failed the gate against baseline "
+                  f"{args.compare!r} (missing, failed, or slower than {args.fail_above}% beyond the spread and "
+                  f"{args.fail_floor_us} µs)", file=sys.stderr)
             return 1
     print(out)
     return 0

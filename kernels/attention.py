@@ -68,17 +68,24 @@ meaningless: tests run fp32 on the CPU, fp16/bf16 only on CUDA).
 Block sizes. On CUDA, @triton.autotune picks (BLOCK_M, BLOCK_N, warps, stages) per
 (B·H, S_q, S_k, D, dtype, precision) for each of the three main kernels, after pruning
 tiles longer than the (power-of-two-rounded) sequence, tiles whose shared-memory
-estimate exceeds the budget (the forward's estimate is what Triton allocates on sm_90)
-and tiles whose fp32 accumulator and score tiles exceed 160 values per thread (at 192,
-ptxas -v reports spills for D = 128 with 4 warps; below it none for the tensor-core
-tiles of fp16/bf16, compiled for sm_90a). IEEE fp32 has its own list of small tiles:
-Triton's FMA dot holds its operands in registers, and ptxas reports spills for every
-tile tried at D >= 64 in backward -- the exact path, not a fast one ("tf32x3", on
-tensor cores at about fp32 accuracy, is the faster one). Every loop's k/v (or q/dO)
-loads are asynchronous copies, software-pipelined num_stages deep (checked in the
-sm_90 TTGIR): that needs vectorisable loads, i.e. a head-dim (or sequence) stride of 1,
-which Triton specialises on, and for a D that is not a power of two HEAD_DIM is a
-compile-time constant so the masked loads still vectorise.
+estimate exceeds the device's per-block limit (the forward's estimate is what Triton
+allocates on sm_90) and tiles whose fp32 accumulator and score tiles exceed
+MAX_ACC_PER_THREAD values per thread: 160 on sm_90 (at 192, ptxas -v reports spills for
+D = 128 with 4 warps; below it none for the tensor-core tiles of fp16/bf16), 96 before
+sm_90, whose mma.sync also keeps operand fragments in registers. IEEE fp32 has its own lists (FMA_CONFIGS):
+Triton's FMA dot holds each thread's operand rows whole in registers, so the exact path
+runs 16-row tiles on 8 warps, spill-free up to head dim 64 for sm_90 and sm_80; above 64
+every tile spills -- the exact path, not a fast one ("tf32x3", on tensor cores at about
+fp32 accuracy, is the faster one). Every loop's k/v (or q/dO) loads are asynchronous
+copies, software-pipelined num_stages deep: that needs vectorisable loads, i.e. a
+head-dim stride of 1 (which Triton specialises on), HEAD_DIM a compile-time constant
+(masked loads of a D that is not a power of two still vectorise), and rows whose start
+the compiler knows is 16-byte aligned. Triton marks integer arguments divisible by 16
+only, so a row stride of D = 40 (80 bytes in bf16) looked unaligned and was read with
+scalar 2-byte loads: the launcher passes ALIGN, the largest power of two <= 16 dividing
+every batch, head and row stride, and the kernels write each stride as
+stride // ALIGN * ALIGN, which the compiler sees as a multiple of ALIGN (16-byte vectors
+and asynchronous copies at D = 40, checked with `genbench kernels --compile`).
 The interpreter runs one fixed 16 x 16 configuration.
 
 Indexing: offsets within one (batch, head) slice are int32 (checked), the slice base
@@ -98,7 +105,7 @@ import triton.language as tl
 from genbench.baselines.attention import attention as reference
 from genbench.baselines.attention import check_inputs
 from genbench.errors import ConfigError
-from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import autocast_dtype, capability, check_kernel_device, shared_memory_limit
 from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
@@ -109,8 +116,10 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
 INTERPRETER_BLOCK = 16  # BLOCK_M = BLOCK_N under the interpreter
 PREPROCESS_BLOCK_M = 64  # rows per program of the Δ = rowsum(dO∘O) kernel on CUDA
-SMEM_BUDGET = 200 * 1024  # bytes; H100 allows 227 KiB per block
-MAX_ACC_PER_THREAD = 160  # fp32 accumulator values per thread a tile may need (above: ptxas spills, sm_90)
+# fp32 accumulator and score values per thread a tile may need: above, ptxas spills. sm_90's
+# wgmma reads its operands from shared memory; sm_80's mma.sync holds operand fragments in
+# registers too, and spills from 128 values (128x64 forward, 64x64 and 64x128 backward, D = 64).
+MAX_ACC_PER_THREAD = {90: 160, 80: 96}
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); M counts query rows, N key rows, in every kernel.
 FWD_CONFIGS = ((128, 128, 8, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 4, 4), (128, 32, 4, 4),
                (64, 64, 4, 3), (64, 32, 4, 4), (64, 64, 4, 2), (32, 32, 4, 2))
@@ -118,7 +127,19 @@ DKDV_CONFIGS = ((32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 3), (16, 128, 4, 
                 (32, 64, 4, 3), (64, 64, 4, 2), (32, 32, 4, 2))
 DQ_CONFIGS = ((128, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 4, 4), (64, 64, 4, 3),
               (64, 32, 4, 3), (64, 64, 4, 2), (32, 32, 4, 2))
-FMA_CONFIGS = ((32, 16, 4, 2), (16, 16, 4, 2), (32, 32, 8, 2), (64, 32, 4, 2))  # IEEE fp32: register-bound
+# Wide heads, BLOCK_D >= WIDE_HEAD. On sm_90 only 8-warp tiles: 4-warp dK/dV 32x32 spilled
+# 160 B at D = 128. Before sm_90, mma.sync holds the D-wide operands' fragments in registers
+# and the lists above spilled 8 B to 2.3 KB at D = 128 on sm_80; these compile clean there
+# (168-253 registers) and are used there only.
+WIDE_HEAD = 128
+WIDE_HEAD_BEFORE_SM90 = {"fwd": ((32, 64, 8, 2), (32, 32, 8, 2), (32, 32, 4, 2)),
+                         "dkdv": ((16, 32, 8, 2), (32, 32, 8, 2)), "dq": ((32, 32, 8, 2), (32, 32, 4, 2))}
+# IEEE fp32: Triton's FMA dot holds each thread's operand rows whole (BLOCK_D long), so the
+# exact path needs few outputs per thread: 16-row tiles on 8 warps. At head dims up to 64
+# these compile without spills for sm_90 and sm_80 (128-212 registers; 4 warps, or 32x32
+# tiles in backward, spill 300-800 bytes); above 64 every tile spills (use "tf32x3").
+FMA_CONFIGS = {"fwd": ((16, 16, 8, 2), (16, 16, 8, 3), (32, 16, 8, 2), (16, 32, 8, 2)),
+               "dkdv": ((16, 16, 8, 2), (16, 16, 8, 3)), "dq": ((16, 16, 8, 2), (16, 16, 8, 3))}
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -135,9 +156,23 @@ def _program_block(S, H, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _tile_ptrs(base, rows, offs_d, stride_s, stride_d):
+def _aligned(stride, ALIGN: tl.constexpr):
+    """stride, which the launcher checked is a multiple of ALIGN, written so the compiler knows it
+    too: Triton marks integer arguments divisible only by 16, so a row of D = 40 (80 bytes in
+    bf16) would otherwise be read with scalar 2-byte loads and no asynchronous copies."""
+    return stride // ALIGN * ALIGN
+
+
+@triton.jit
+def _head_offset(b, h, stride_b, stride_h, ALIGN: tl.constexpr):
+    """Element offset of the (batch b, head h) slice."""
+    return b * _aligned(stride_b, ALIGN) + h * _aligned(stride_h, ALIGN)
+
+
+@triton.jit
+def _tile_ptrs(base, rows, offs_d, stride_s, stride_d, ALIGN: tl.constexpr):
     """Pointers to the (rows, BLOCK_D) tile of one head's (S, D) matrix."""
-    return base + rows[:, None] * stride_s + offs_d[None, :] * stride_d
+    return base + rows[:, None] * _aligned(stride_s, ALIGN) + offs_d[None, :] * stride_d
 
 
 @triton.jit
@@ -174,27 +209,27 @@ def _attn_fwd_kernel(
     stride_kb, stride_kh, stride_ks, stride_kd,
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_ob, stride_oh, stride_os, stride_od,
-    HEAD_DIM: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Program -> (batch·head, query block), the query block fastest. Writes o and L (base 2)."""
     bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
-    q_base = q_ptr + b * stride_qb + h * stride_qh
-    k_base = k_ptr + b * stride_kb + h * stride_kh
-    v_base = v_ptr + b * stride_vb + h * stride_vh
+    q_base = q_ptr + _head_offset(b, h, stride_qb, stride_qh, ALIGN)
+    k_base = k_ptr + _head_offset(b, h, stride_kb, stride_kh, ALIGN)
+    v_base = v_ptr + _head_offset(b, h, stride_vb, stride_vh, ALIGN)
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     rows = tl.minimum(offs_m, S_Q - 1)  # rows past S_q repeat the last one; never stored
-    q = _load_rows(_tile_ptrs(q_base, rows, offs_d, stride_qs, stride_qd), mask_d, EVEN_D)
+    q = _load_rows(_tile_ptrs(q_base, rows, offs_d, stride_qs, stride_qd, ALIGN), mask_d, EVEN_D)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
-    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd)
-    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd)
+    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd, ALIGN)
+    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd, ALIGN)
     n_full = (S_K // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):  # full key blocks: no masks
         acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_n, S_K, mask_d, qk_scale,
@@ -204,14 +239,15 @@ def _attn_fwd_kernel(
     if n_full < S_K:  # the partial last block: columns past S_k get -inf
         cols = n_full + offs_n
         keys = tl.minimum(cols, S_K - 1)
-        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd)
-        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd)
+        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd, ALIGN)
+        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd, ALIGN)
         acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, cols, S_K, mask_d, qk_scale,
                                    True, EVEN_D, INPUT_PRECISION)
 
     o = acc / l_i[:, None]  # l >= 1: the row maximum contributes exp2(0)
     mask_m = offs_m < S_Q
-    o_ptrs = _tile_ptrs(o_ptr + b * stride_ob + h * stride_oh, offs_m, offs_d, stride_os, stride_od)
+    o_base = o_ptr + _head_offset(b, h, stride_ob, stride_oh, ALIGN)
+    o_ptrs = _tile_ptrs(o_base, offs_m, offs_d, stride_os, stride_od, ALIGN)
     tl.store(o_ptrs, o.to(o_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
     tl.store(lse_ptr + bh.to(tl.int64) * S_Q + offs_m, m_i + tl.log2(l_i), mask=mask_m)
 
@@ -222,17 +258,17 @@ def _attn_bwd_preprocess_kernel(
     H, S_Q,
     stride_ob, stride_oh, stride_os, stride_od,
     stride_gb, stride_gh, stride_gs, stride_gd,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Δ[bh, m] = sum_d o[b, h, m, d]·dO[b, h, m, d] in fp32."""
     bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     mask = (offs_m < S_Q)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(_tile_ptrs(o_ptr + b * stride_ob + h * stride_oh, offs_m, offs_d, stride_os, stride_od),
-                mask=mask, other=0.0).to(tl.float32)
-    do = tl.load(_tile_ptrs(do_ptr + b * stride_gb + h * stride_gh, offs_m, offs_d, stride_gs, stride_gd),
-                 mask=mask, other=0.0).to(tl.float32)
+    o_base = o_ptr + _head_offset(b, h, stride_ob, stride_oh, ALIGN)
+    do_base = do_ptr + _head_offset(b, h, stride_gb, stride_gh, ALIGN)
+    o = tl.load(_tile_ptrs(o_base, offs_m, offs_d, stride_os, stride_od, ALIGN), mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(_tile_ptrs(do_base, offs_m, offs_d, stride_gs, stride_gd, ALIGN), mask=mask, other=0.0).to(tl.float32)
     tl.store(delta_ptr + bh.to(tl.int64) * S_Q + offs_m, tl.sum(o * do, 1), mask=offs_m < S_Q)
 
 
@@ -264,14 +300,14 @@ def _attn_bwd_dkdv_kernel(
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_gb, stride_gh, stride_gs, stride_gd,
     stride_db, stride_dh, stride_ds, stride_dd,
-    HEAD_DIM: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Program -> (batch·head, key block), the key block fastest: dK and dV of BLOCK_N keys
     over every query block. dk and dv share one layout (stride_d*)."""
     bh, start_n, b, h = _program_block(S_K, H, BLOCK_N)
-    q_base = q_ptr + b * stride_qb + h * stride_qh
-    do_base = do_ptr + b * stride_gb + h * stride_gh
+    q_base = q_ptr + _head_offset(b, h, stride_qb, stride_qh, ALIGN)
+    do_base = do_ptr + _head_offset(b, h, stride_gb, stride_gh, ALIGN)
     stats = bh.to(tl.int64) * S_Q  # row offset of this head in L and Δ
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -279,13 +315,15 @@ def _attn_bwd_dkdv_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     keys = tl.minimum(offs_n, S_K - 1)  # key rows past S_k repeat the last one; never stored
-    k = _load_rows(_tile_ptrs(k_ptr + b * stride_kb + h * stride_kh, keys, offs_d, stride_ks, stride_kd), mask_d, EVEN_D)
-    v = _load_rows(_tile_ptrs(v_ptr + b * stride_vb + h * stride_vh, keys, offs_d, stride_vs, stride_vd), mask_d, EVEN_D)
+    k_base = k_ptr + _head_offset(b, h, stride_kb, stride_kh, ALIGN)
+    v_base = v_ptr + _head_offset(b, h, stride_vb, stride_vh, ALIGN)
+    k = _load_rows(_tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd, ALIGN), mask_d, EVEN_D)
+    v = _load_rows(_tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd, ALIGN), mask_d, EVEN_D)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
 
-    q_ptrs = _tile_ptrs(q_base, offs_m, offs_d, stride_qs, stride_qd)
-    do_ptrs = _tile_ptrs(do_base, offs_m, offs_d, stride_gs, stride_gd)
+    q_ptrs = _tile_ptrs(q_base, offs_m, offs_d, stride_qs, stride_qd, ALIGN)
+    do_ptrs = _tile_ptrs(do_base, offs_m, offs_d, stride_gs, stride_gd, ALIGN)
     lse_ptrs = lse_ptr + stats + offs_m
     delta_ptrs = delta_ptr + stats + offs_m
     m_full = (S_Q // BLOCK_M) * BLOCK_M
@@ -299,14 +337,14 @@ def _attn_bwd_dkdv_kernel(
     if m_full < S_Q:  # the partial last query block, at clamped rows, masked
         rows = m_full + offs_m
         rc = tl.minimum(rows, S_Q - 1)
-        q_ptrs = _tile_ptrs(q_base, rc, offs_d, stride_qs, stride_qd)
-        do_ptrs = _tile_ptrs(do_base, rc, offs_d, stride_gs, stride_gd)
+        q_ptrs = _tile_ptrs(q_base, rc, offs_d, stride_qs, stride_qd, ALIGN)
+        do_ptrs = _tile_ptrs(do_base, rc, offs_d, stride_gs, stride_gd, ALIGN)
         dk, dv = _dkdv_block(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptr + stats + rc, delta_ptr + stats + rc, rows, S_Q,
                              mask_d, qk_scale, True, EVEN_D, INPUT_PRECISION)
 
     dk = dk * scale  # S = scale·q·kᵀ
     mask = (offs_n < S_K)[:, None] & mask_d[None, :]
-    out = _tile_ptrs(b * stride_db + h * stride_dh, offs_n, offs_d, stride_ds, stride_dd)
+    out = _tile_ptrs(_head_offset(b, h, stride_db, stride_dh, ALIGN), offs_n, offs_d, stride_ds, stride_dd, ALIGN)
     tl.store(dk_ptr + out, dk.to(dk_ptr.dtype.element_ty), mask=mask)
     tl.store(dv_ptr + out, dv.to(dv_ptr.dtype.element_ty), mask=mask)
 
@@ -335,14 +373,14 @@ def _attn_bwd_dq_kernel(
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_gb, stride_gh, stride_gs, stride_gd,
     stride_db, stride_dh, stride_ds, stride_dd,
-    HEAD_DIM: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Program -> (batch·head, query block), the query block fastest: dQ of BLOCK_M rows
     over every key block."""
     bh, start_m, b, h = _program_block(S_Q, H, BLOCK_M)
-    k_base = k_ptr + b * stride_kb + h * stride_kh
-    v_base = v_ptr + b * stride_vb + h * stride_vh
+    k_base = k_ptr + _head_offset(b, h, stride_kb, stride_kh, ALIGN)
+    v_base = v_ptr + _head_offset(b, h, stride_vb, stride_vh, ALIGN)
     stats = bh.to(tl.int64) * S_Q
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -350,14 +388,16 @@ def _attn_bwd_dq_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     rows = tl.minimum(offs_m, S_Q - 1)  # rows past S_q repeat the last one; never stored
-    q = _load_rows(_tile_ptrs(q_ptr + b * stride_qb + h * stride_qh, rows, offs_d, stride_qs, stride_qd), mask_d, EVEN_D)
-    do = _load_rows(_tile_ptrs(do_ptr + b * stride_gb + h * stride_gh, rows, offs_d, stride_gs, stride_gd), mask_d, EVEN_D)
+    q_base = q_ptr + _head_offset(b, h, stride_qb, stride_qh, ALIGN)
+    do_base = do_ptr + _head_offset(b, h, stride_gb, stride_gh, ALIGN)
+    q = _load_rows(_tile_ptrs(q_base, rows, offs_d, stride_qs, stride_qd, ALIGN), mask_d, EVEN_D)
+    do = _load_rows(_tile_ptrs(do_base, rows, offs_d, stride_gs, stride_gd, ALIGN), mask_d, EVEN_D)
     lse = tl.load(lse_ptr + stats + rows)
     delta = tl.load(delta_ptr + stats + rows)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
 
-    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd)
-    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd)
+    k_ptrs = _tile_ptrs(k_base, offs_n, offs_d, stride_ks, stride_kd, ALIGN)
+    v_ptrs = _tile_ptrs(v_base, offs_n, offs_d, stride_vs, stride_vd, ALIGN)
     n_full = (S_K // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):  # full key blocks: no masks
         dq = _dq_block(dq, q, do, lse, delta, k_ptrs, v_ptrs, offs_n, S_K, mask_d, qk_scale,
@@ -367,14 +407,14 @@ def _attn_bwd_dq_kernel(
     if n_full < S_K:  # the partial last key block: columns past S_k get P = 0
         cols = n_full + offs_n
         keys = tl.minimum(cols, S_K - 1)
-        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd)
-        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd)
+        k_ptrs = _tile_ptrs(k_base, keys, offs_d, stride_ks, stride_kd, ALIGN)
+        v_ptrs = _tile_ptrs(v_base, keys, offs_d, stride_vs, stride_vd, ALIGN)
         dq = _dq_block(dq, q, do, lse, delta, k_ptrs, v_ptrs, cols, S_K, mask_d, qk_scale,
                        True, EVEN_D, INPUT_PRECISION)
 
     dq = dq * scale
     mask = (offs_m < S_Q)[:, None] & mask_d[None, :]
-    out = _tile_ptrs(b * stride_db + h * stride_dh, offs_m, offs_d, stride_ds, stride_dd)
+    out = _tile_ptrs(_head_offset(b, h, stride_db, stride_dh, ALIGN), offs_m, offs_d, stride_ds, stride_dd, ALIGN)
     tl.store(dq_ptr + out, dq.to(dq_ptr.dtype.element_ty), mask=mask)
 
 
@@ -414,17 +454,32 @@ def acc_per_thread(kind: str, config: triton.Config, bd: int) -> int:
     return values // (32 * config.num_warps)
 
 
-def pruner(kind: str):
-    """early_config_prune for one kernel kind: tiles no longer than the sequences
-    (rounded up to a power of two), within the shared-memory budget and register estimate."""
+def shape(config: triton.Config) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages), as the lists above write a configuration."""
+    return config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps, config.num_stages
+
+
+def pruner(kind: str, fma: bool):
+    """early_config_prune for one kernel kind: tiles no longer than the sequences (rounded up
+    to a power of two), within the shared-memory budget and register estimate; from
+    BLOCK_D = WIDE_HEAD on, 8 warps on sm_90's tensor cores, WIDE_HEAD_BEFORE_SM90 before."""
     def prune(configs, named_args, **kwargs):
-        bd, itemsize = kwargs["BLOCK_D"], named_args["q_ptr"].element_size()
+        q = named_args["q_ptr"]
+        bd, itemsize, arch = kwargs["BLOCK_D"], q.element_size(), capability(q.device)
+        limit, max_acc = shared_memory_limit(q.device), MAX_ACC_PER_THREAD[90 if arch >= 90 else 80]
         longest_m = max(16, triton.next_power_of_2(named_args["S_Q"]))
         longest_n = max(16, triton.next_power_of_2(named_args["S_K"]))
+        wide = bd >= WIDE_HEAD and not fma
+        listed = (WIDE_HEAD_BEFORE_SM90 if wide and arch < 90 else FMA_CONFIGS if fma else CONFIGS_BY_KIND)[kind]
+
+        def unfit(c) -> bool:  # not this GPU's list, or a 4-warp tile at a wide head on sm_90
+            return shape(c) not in listed or (wide and arch >= 90 and c.num_warps < 8)
+
         fits = [c for c in configs if c.kwargs["BLOCK_M"] <= longest_m and c.kwargs["BLOCK_N"] <= longest_n
-                and smem_bytes(kind, c, bd, itemsize) <= SMEM_BUDGET
-                and acc_per_thread(kind, c, bd) <= MAX_ACC_PER_THREAD]
-        return fits or [min(configs, key=lambda c: (acc_per_thread(kind, c, bd), smem_bytes(kind, c, bd, itemsize)))]
+                and smem_bytes(kind, c, bd, itemsize) <= limit and acc_per_thread(kind, c, bd) <= max_acc
+                and not unfit(c)]
+        return fits or [min(configs, key=lambda c: (unfit(c), acc_per_thread(kind, c, bd),
+                                                    smem_bytes(kind, c, bd, itemsize)))]
 
     return prune
 
@@ -432,11 +487,12 @@ def pruner(kind: str):
 @functools.cache
 def autotuned(kind: str, fma: bool):
     """The `kind` kernel ("fwd", "dkdv", "dq") under @triton.autotune (CUDA only; built on
-    first use), with the IEEE fp32 (FMA) or the tensor-core configurations."""
-    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-               for m, n, w, s in (FMA_CONFIGS if fma else CONFIGS_BY_KIND[kind])]
+    first use), with the IEEE fp32 (FMA) or the tensor-core configurations (and the wide-head
+    ones of GPUs before sm_90, which the pruning keeps there only)."""
+    shapes = FMA_CONFIGS[kind] if fma else tuple(dict.fromkeys(CONFIGS_BY_KIND[kind] + WIDE_HEAD_BEFORE_SM90[kind]))
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
     return triton.autotune(configs, key=["BH", "S_Q", "S_K", "HEAD_DIM", "INPUT_PRECISION"],
-                           prune_configs_by={"early_config_prune": pruner(kind)})(KERNELS_BY_KIND[kind])
+                           prune_configs_by={"early_config_prune": pruner(kind, fma)})(KERNELS_BY_KIND[kind])
 
 
 def launch(kind: str, program_rows: str, args: tuple, meta: dict, bh: int, rows: int) -> None:
@@ -478,9 +534,21 @@ def input_precision(dtype: torch.dtype, fp32_precision: str) -> str:
     return fp32_precision if dtype == torch.float32 else "tf32"
 
 
-def common_meta(head_dim: int, p: Params) -> dict:
+def row_alignment(*tensors: torch.Tensor) -> int:
+    """ALIGN: the largest power of two <= 16 dividing every batch, head and row stride of the
+    tensors (elements). With 16-byte aligned data it lets masked rows of a head dim such as 40
+    load as 16-byte vectors and asynchronous copies (see _aligned)."""
+    align = 16
+    for t in tensors:
+        for stride in t.stride()[:3]:
+            align = math.gcd(align, stride)
+    return align
+
+
+def common_meta(head_dim: int, p: Params, *tensors: torch.Tensor) -> dict:
     bd = block_d(head_dim)
-    return {"HEAD_DIM": head_dim, "EVEN_D": bd == head_dim, "INPUT_PRECISION": p.input_precision, "BLOCK_D": bd}
+    return {"HEAD_DIM": head_dim, "ALIGN": row_alignment(*tensors), "EVEN_D": bd == head_dim,
+            "INPUT_PRECISION": p.input_precision, "BLOCK_D": bd}
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -498,7 +566,7 @@ def attention_forward(q, k, v, p: Params) -> tuple[torch.Tensor, torch.Tensor]:
         return o.zero_(), lse.fill_(float("-inf"))
     args = (q, k, v, o, lse, B * H, H, S_q, S_k, p.scale * LOG2E,
             *q.stride(), *k.stride(), *v.stride(), *o.stride())
-    launch("fwd", "BLOCK_M", args, common_meta(D, p), B * H, S_q)
+    launch("fwd", "BLOCK_M", args, common_meta(D, p, q, k, v, o), B * H, S_q)
     return o, lse
 
 
@@ -513,11 +581,12 @@ def attention_backward(do, q, k, v, o, lse, p: Params, need_dq: bool = True, nee
         return tuple(None if t is None else t.zero_() for t in (dq, dk, dv))
     if slice_span(do) >= 2**31:  # an upstream gradient with enormous strides: int32 offsets need a copy
         do = do.contiguous()
-    meta = common_meta(D, p)
+    meta = common_meta(D, p, *(t for t in (q, k, v, o, do, dq, dk, dv) if t is not None))
     delta = torch.empty((B, H, S_q), device=q.device, dtype=torch.float32)
     block_m = INTERPRETER_BLOCK if interpreting() else PREPROCESS_BLOCK_M
     _attn_bwd_preprocess_kernel[(B * H * triton.cdiv(S_q, block_m),)](
-        o, do, delta, H, S_q, *o.stride(), *do.stride(), HEAD_DIM=D, BLOCK_M=block_m, BLOCK_D=meta["BLOCK_D"])
+        o, do, delta, H, S_q, *o.stride(), *do.stride(), HEAD_DIM=D, ALIGN=meta["ALIGN"], BLOCK_M=block_m,
+        BLOCK_D=meta["BLOCK_D"])
     common = (B * H, H, S_q, S_k, p.scale * LOG2E, p.scale, *q.stride(), *k.stride(), *v.stride(), *do.stride())
     if need_dkdv:
         launch("dkdv", "BLOCK_N", (q, k, v, do, lse, delta, dk, dv, *common, *dk.stride()), meta, B * H, S_k)
@@ -558,8 +627,8 @@ def triton_attention(q, k, v, scale: float | None = None, *, fp32_precision: str
     Under autocast, q, k, v are cast to the autocast dtype first (as for SDPA).
     """
     check_inputs(q, k, v)
-    if torch.is_autocast_enabled(q.device.type):
-        dtype = torch.get_autocast_dtype(q.device.type)
+    dtype = autocast_dtype(q.device)
+    if dtype is not None:
         q, k, v = (t if t.dtype == torch.float64 else t.to(dtype) for t in (q, k, v))
     check_kernel_inputs(q, k, v, fp32_precision)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)

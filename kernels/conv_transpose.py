@@ -8,9 +8,10 @@ launchers, autograd, the public op and a layer.
 The definition is the reference, genbench.baselines.conv_transpose (x (B, C_in, H, W),
 weight (C_in, C_out, kH, kW)). Supported by the kernel: stride 1 or 2, kernel sizes 3 to
 5, any padding leaving an output, output_padding < stride, groups 1, dilation 1 (per
-axis, so rectangular kernels and strides too), fp32/fp16/bf16, NCHW or channels-last
-(any strides). Anything else raises a ConfigError with backend="triton"; backend="auto"
-runs the reference for it and says so (`op_backend`, which models record).
+axis, so rectangular kernels and strides too), fp32/fp16/bf16, NCHW, channels-last or
+any strides (y and dx come in x's memory format). Anything else raises a ConfigError with
+backend="triton"; backend="auto" runs the reference for it and says so (`op_backend`,
+which models record).
 
 Forward: sub-pixel decomposition. Output row oh receives input row ih through tap kh
 when oh = ih·s - p + kh. Writing oh + p = q·s + r (phase r = (oh + p) mod s), the taps
@@ -48,11 +49,25 @@ a comparison compute alike) and exact IEEE fp32 otherwise. The Triton interprete
 always computes IEEE fp32. The fused tanh is 1 - 2/(exp(2|v|) + 1) with the sign
 restored: absolute error about 1e-7 (relative error grows as |v| -> 0).
 
-Block sizes: @triton.autotune on CUDA over a few (BLOCK_M, BLOCK_N, BLOCK_K, warps,
-stages), pruned by the output width (no BLOCK_N wider than next_pow2(N), at least 16)
-and a shared-memory estimate. C_out or C_in below 16 still costs a 16-wide tile on the
-tensor cores (C_out = 3: 16/3 of the useful MACs issued); the MAC count reported is
-the useful one. The interpreter runs one fixed 16 x 16 x 16 configuration.
+Layout. The kernels only see channels-last tensors: they gather rows of channels (x in
+the forward and the weight gradient, dy' in both gradients), contiguous in that layout
+(16-byte vector loads, asynchronous copies pipelined num_stages deep), and write y and dx
+channels-last (rows of C_out or C_in contiguous channels). NCHW goes through that path
+inside the launchers: x is laid out channels-last once per forward (2·X·s bytes moved,
+the copy saved for the weight gradient), dy' comes channels-last out of the elementwise
+pass that applies the activation's derivative (with no activation, one copy of dy: 2·Y·s),
+and y and dx are copied back to NCHW (2·Y·s forward, 2·X·s for dx). Read in NCHW, the
+gather was scalar 2-byte loads without asynchronous copies; written in NCHW, the strided
+epilogue store held the 128-row tiles at 255 registers with spills (sm_90).
+
+Block sizes: @triton.autotune on CUDA over a list per dot path (GEMM_CONFIGS: fp16/bf16,
+TF32 with half the K width, IEEE fp32 on FMA units with small tiles), pruned by the output
+width (no BLOCK_N wider than next_pow2(N), at least 16) and the device's shared memory per
+block. Every listed configuration compiles without register spills for sm_90 and sm_80 at
+the benchmarks' and the tests' specialisations (`genbench kernels --compile sm_90 sm_80`).
+C_out or C_in below 16 still costs a 16-wide tile on the tensor cores (C_out = 3: 16/3 of
+the useful MACs issued); the MAC count reported is the useful one. The interpreter runs
+one fixed 16 x 16 x 16 configuration.
 
 Indexing: per-example offsets are int32 (checked: one example's C·H·W < 2^31), the
 batch offset int64.
@@ -73,7 +88,7 @@ from torch.nn.utils import parametrize
 from genbench.baselines.conv_transpose import apply_epilogue, check_inputs, fold_batchnorm, output_size, pair
 from genbench.baselines.conv_transpose import conv_transpose2d as reference
 from genbench.errors import ConfigError
-from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import autocast_dtype, check_kernel_device, shared_memory_limit, sm_count
 from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
@@ -83,17 +98,28 @@ SUPPORTED_STRIDES = (1, 2)
 SUPPORTED_KERNELS = (3, 4, 5)
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "tanh": 3}
 INTERPRETER_BLOCK = 16
-SMEM_BUDGET = 200 * 1024  # bytes; H100 allows 227 KiB per block
 WAVES = 2  # wgrad: aim for at least this many programs per SM before splitting R
 WGRAD_NOMINAL_TILE = 64  # (C_in, C_out) tile assumed when choosing the R split
 R_GRANULE = 128  # R per split is a multiple of every BLOCK_K
 MIN_R_PER_SPLIT = 2048  # a split shorter than this costs more in partials than it gains
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
-GEMM_CONFIGS = (
-    (128, 128, 64, 8, 3), (128, 128, 32, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4),
-    (128, 64, 32, 4, 4), (64, 64, 64, 4, 4), (128, 32, 64, 4, 4), (64, 32, 64, 4, 4),
-    (256, 16, 64, 8, 3), (128, 16, 64, 4, 4), (64, 16, 64, 4, 4),
-)
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) per dot path (`dot_path`): fp16/bf16 and
+# TF32 on tensor cores (TF32 with half the K width: the same 128-byte operand rows), IEEE fp32
+# on FMA units, whose dot holds both operands in registers: small tiles only. Every one
+# compiles without spills for sm_90 and sm_80 at the benchmarks' and models' specialisations
+# (`genbench kernels --compile sm_90 sm_80`).
+GEMM_CONFIGS = {
+    "half": ((128, 128, 64, 8, 3), (128, 128, 32, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4),
+             (128, 64, 32, 4, 4), (64, 64, 64, 4, 4), (128, 32, 64, 4, 4), (64, 32, 64, 4, 4),
+             (256, 16, 64, 8, 3), (128, 16, 64, 4, 4), (64, 16, 64, 4, 4)),
+    "tf32": ((128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (64, 64, 32, 4, 3),
+             (128, 32, 32, 4, 3), (64, 32, 32, 4, 3), (64, 16, 32, 4, 3)),
+    "ieee": ((64, 64, 16, 4, 2), (64, 32, 16, 4, 2), (32, 64, 16, 4, 2), (32, 32, 16, 4, 2), (64, 16, 16, 4, 2)),
+    # Channel rows that are not whole 16-byte vectors (C = 100 in bf16, say) are gathered one
+    # element at a time, with an address and a mask each: 64 elements per thread (128 x 64
+    # or 256 x 64 tiles) spilled 0.9-3.3 KB, so these tiles hold 8 to 16.
+    "unaligned": ((64, 16, 16, 4, 2), (64, 32, 16, 4, 2), (32, 32, 16, 4, 2), (128, 16, 16, 4, 2),
+                  (64, 64, 16, 4, 2)),
+}
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -357,53 +383,87 @@ def input_precision(dtype: torch.dtype, allow_tf32: bool | None) -> str:
     return "tf32" if allow else "ieee"
 
 
+def dot_path(kind: str, dtype: torch.dtype, precision: str, g: Geometry) -> str:
+    """'half' (fp16/bf16 tensor cores), 'tf32' (fp32 on tensor cores), 'ieee' (fp32 FMA), or
+    'unaligned': tensor cores gathering rows of channels that are not whole 16-byte vectors
+    (x's C_in in the forward, dy's C_out in the input gradient), one element at a time
+    without asynchronous copies (see GEMM_CONFIGS). The weight gradient's tiles stay small
+    on the gathered side and compile clean either way."""
+    if dtype == torch.float32 and precision != "tf32":
+        return "ieee"
+    gathered = {"fwd": g.c_in, "dgrad": g.c_out}.get(kind)
+    if gathered is not None and gathered * dtype.itemsize % 16:
+        return "unaligned"
+    return "half" if dtype != torch.float32 else "tf32"
+
+
 def smem_bytes(config: triton.Config, itemsize: int) -> int:
+    """The pipelined operand tiles: num_stages x (A tile + B tile)."""
     k = config.kwargs
     return config.num_stages * (k["BLOCK_M"] + k["BLOCK_N"]) * k["BLOCK_K"] * itemsize
 
 
+def fits(configs, itemsize: int, limit: int, **widest: int) -> list:
+    """Configurations within the device's shared memory and no wider than `widest` (per
+    block name: the GEMM extent rounded up to a power of two, at least 16); never empty:
+    the smallest one when none fits."""
+    keep = [c for c in configs if smem_bytes(c, itemsize) <= limit
+            and all(c.kwargs[name] <= max(16, triton.next_power_of_2(n)) for name, n in widest.items())]
+    return keep or [min(configs, key=lambda c: smem_bytes(c, itemsize))]
+
+
 def prune_configs(configs, named_args, **kwargs):
-    """Drop tiles wider than the GEMM's N (C_out, or C_in for dgrad) and over the smem budget."""
-    n = named_args["C_OUT"] if "scale_ptr" in named_args else named_args["C_IN"]
-    widest = max(16, triton.next_power_of_2(n))
-    itemsize = named_args["dx_ptr" if "dx_ptr" in named_args else "y_ptr"].element_size()
-    fits = [c for c in configs if c.kwargs["BLOCK_N"] <= widest and smem_bytes(c, itemsize) <= SMEM_BUDGET]
-    return fits or [min(configs, key=lambda c: smem_bytes(c, itemsize))]
+    """fwd and dgrad: tiles no wider than the GEMM's N (C_out, or C_in for dgrad), within shared memory."""
+    out = named_args["y_ptr" if "y_ptr" in named_args else "dx_ptr"]
+    n = named_args["C_OUT"] if "y_ptr" in named_args else named_args["C_IN"]
+    return fits(configs, out.element_size(), shared_memory_limit(out.device), BLOCK_N=n)
 
 
 def prune_wgrad(configs, named_args, **kwargs):
-    """wgrad tiles (C_in x C_out): no wider than either, within the smem budget."""
-    tall, wide = (max(16, triton.next_power_of_2(named_args[n])) for n in ("C_IN", "C_OUT"))
-    itemsize = named_args["x_ptr"].element_size()
-    fits = [c for c in configs if c.kwargs["BLOCK_M"] <= tall and c.kwargs["BLOCK_N"] <= wide
-            and smem_bytes(c, itemsize) <= SMEM_BUDGET]
-    return fits or [min(configs, key=lambda c: smem_bytes(c, itemsize))]
+    """wgrad tiles (C_in x C_out): no wider than either, within shared memory, at most 128 rows
+    of C_in (the 256 x 16 tile, meant for the forward's thin outputs, spilled here on sm_80)."""
+    x = named_args["x_ptr"]
+    configs = [c for c in configs if c.kwargs["BLOCK_M"] <= 128]
+    return fits(configs, x.element_size(), shared_memory_limit(x.device),
+                BLOCK_M=named_args["C_IN"], BLOCK_N=named_args["C_OUT"])
 
 
 KEY = ["B", "C_IN", "H", "W", "C_OUT", "H_OUT", "W_OUT", "S_H", "S_W", "KH", "KW", "INPUT_PRECISION"]
+KERNELS_BY_KIND = {"fwd": _conv_transpose_fwd_kernel, "dgrad": _conv_transpose_dgrad_kernel,
+                   "wgrad": _conv_transpose_wgrad_kernel}
 
 
 @functools.cache
-def autotuned(kind: str):
-    """The kind ("fwd", "dgrad", "wgrad") of kernel under @triton.autotune (CUDA only; built on first use)."""
-    kernel = {"fwd": _conv_transpose_fwd_kernel, "dgrad": _conv_transpose_dgrad_kernel,
-              "wgrad": _conv_transpose_wgrad_kernel}[kind]
+def autotuned(kind: str, path: str):
+    """The kind ("fwd", "dgrad", "wgrad") of kernel under @triton.autotune over the dot path's
+    configurations (CUDA only; built on first use)."""
     configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-               for m, n, k, w, s in GEMM_CONFIGS]
-    key = KEY + (["ACT", "stride_xc"] if kind == "fwd" else ["stride_xc"])
+               for m, n, k, w, s in GEMM_CONFIGS[path]]
+    key = KEY + (["ACT"] if kind == "fwd" else [])
     prune = prune_wgrad if kind == "wgrad" else prune_configs
-    return triton.autotune(configs, key=key, prune_configs_by={"early_config_prune": prune})(kernel)
+    return triton.autotune(configs, key=key, prune_configs_by={"early_config_prune": prune})(KERNELS_BY_KIND[kind])
 
 
-def launch(kind: str, grid_of, args: tuple, meta: dict) -> None:
+def launch(kind: str, grid_of, args: tuple, meta: dict, g: Geometry, dtype: torch.dtype) -> None:
     """Fixed 16x16x16 blocks under the interpreter, autotuned ones on CUDA."""
     if interpreting():
         block = {"BLOCK_M": INTERPRETER_BLOCK, "BLOCK_N": INTERPRETER_BLOCK, "BLOCK_K": INTERPRETER_BLOCK}
-        kernel = {"fwd": _conv_transpose_fwd_kernel, "dgrad": _conv_transpose_dgrad_kernel,
-                  "wgrad": _conv_transpose_wgrad_kernel}[kind]
-        kernel[grid_of(block)](*args, **meta, **block)
+        KERNELS_BY_KIND[kind][grid_of(block)](*args, **meta, **block)
     else:
-        autotuned(kind)[grid_of](*args, **meta)
+        autotuned(kind, dot_path(kind, dtype, meta["INPUT_PRECISION"], g))[grid_of](*args, **meta)
+
+
+def in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """A kernel's channels-last output in the caller's memory format (NCHW: one transposing copy)."""
+    return t if fmt == torch.channels_last else t.contiguous(memory_format=fmt)
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """t with its channels innermost (stride 1), as the kernels read x and dy: t itself when
+    it is so, else a channels-last copy (one read and one write of t)."""
+    if t.stride(1) == 1 or t.shape[1] == 1:
+        return t
+    return t.contiguous(memory_format=torch.channels_last)
 
 
 def check_kernel_inputs(x, weight, bias, scale, shift, p: Params, groups, dilation) -> None:
@@ -434,16 +494,18 @@ def epilogue_vectors(weight, bias, scale, shift) -> tuple[torch.Tensor | None, t
 # ----------------------------------------------------------------------------- launchers
 
 
-def conv_transpose_forward(x, weight, bias, scale, shift, p: Params) -> torch.Tensor:
-    """y = act((x ⊛ᵀ weight + bias)·scale + shift), in x's dtype and memory format."""
-    g = geometry(x, weight, p)
-    y = torch.empty((g.batch, g.c_out, *g.out), device=x.device, dtype=x.dtype, memory_format=memory_format(x))
+def conv_transpose_forward(x, weight, bias, scale, shift, p: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, x_cl): y = act((x ⊛ᵀ weight + bias)·scale + shift) in x's dtype and memory format,
+    and x laid out channels-last as the kernel read it (the weight gradient reads it again)."""
+    g, y_format = geometry(x, weight, p), memory_format(x)
+    y = torch.empty((g.batch, g.c_out, *g.out), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
     if y.numel() == 0:
-        return y
+        return y.to(memory_format=y_format), x
     if g.c_in == 0:  # no input channels: the epilogue of zero
         return reference(x.new_zeros((g.batch, 1, *g.size)), weight.new_zeros((1, g.c_out, *g.kernel)), bias,
                          p.stride, p.padding, p.output_padding, activation=p.activation,
-                         negative_slope=p.negative_slope, scale=scale, shift=shift).to(memory_format=memory_format(x))
+                         negative_slope=p.negative_slope, scale=scale, shift=shift).to(memory_format=y_format), x
+    x = channels_last(x)
     w_packed = weight.permute(2, 3, 0, 1).contiguous()  # (kH, kW, C_in, C_out)
     scale_v, shift_v = epilogue_vectors(weight, bias, scale, shift)
     q = tuple(triton.cdiv(o, s) for o, s in zip(g.out, g.stride))
@@ -456,29 +518,29 @@ def conv_transpose_forward(x, weight, bias, scale, shift, p: Params) -> torch.Te
             "ACT": ACT_CODES[p.activation], "HAS_SCALE": scale_v is not None, "HAS_SHIFT": shift_v is not None,
             "INPUT_PRECISION": p.input_precision}
     launch("fwd", lambda b: (phases * triton.cdiv(m, b["BLOCK_M"]) * triton.cdiv(g.c_out, b["BLOCK_N"]),),
-           args, meta)
-    return y
+           args, meta, g, x.dtype)
+    return in_format(y, y_format), x
 
 
 def conv_transpose_dgrad(dy, weight, x_shape, x_format, p: Params) -> torch.Tensor:
-    """dx (B, C_in, H, W) in the input's memory format, dy's dtype."""
+    """dx (B, C_in, H, W) in the input's memory format, dy's dtype; dy channels-last (stride 1
+    over channels: `activation_grad` lays it out so)."""
     g = geometry(torch.empty(x_shape, device="meta"), weight, p)
-    dx = torch.empty(x_shape, device=dy.device, dtype=dy.dtype, memory_format=x_format)
-    if dx.numel() == 0:
-        return dx
-    if g.c_out == 0:
-        return dx.zero_()
+    dx = torch.empty(x_shape, device=dy.device, dtype=dy.dtype, memory_format=torch.channels_last)
+    if dx.numel() == 0 or g.c_out == 0:
+        return in_format(dx.zero_(), x_format)
     w_packed = weight.to(dy.dtype).permute(2, 3, 1, 0).contiguous()  # (kH, kW, C_out, C_in)
     m = g.batch * g.size[0] * g.size[1]
     args = (dy, w_packed, dx, g.batch, g.c_in, *g.size, g.c_out, *g.out, *dy.stride(), *dx.stride(), *g.padding)
     meta = {"S_H": g.stride[0], "S_W": g.stride[1], "KH": g.kernel[0], "KW": g.kernel[1],
             "INPUT_PRECISION": p.input_precision}
-    launch("dgrad", lambda b: (triton.cdiv(m, b["BLOCK_M"]) * triton.cdiv(g.c_in, b["BLOCK_N"]),), args, meta)
-    return dx
+    launch("dgrad", lambda b: (triton.cdiv(m, b["BLOCK_M"]) * triton.cdiv(g.c_in, b["BLOCK_N"]),), args, meta, g,
+           dy.dtype)
+    return in_format(dx, x_format)
 
 
-def wgrad_split(g: Geometry, requested: int | None) -> tuple[int, int]:
-    """(splits, R per split) for the weight gradient's reduction over R = B·H·W."""
+def wgrad_split(g: Geometry, requested: int | None, device: torch.device | None = None) -> tuple[int, int]:
+    """(splits, R per split) for the weight gradient's reduction over R = B·H·W on `device`."""
     r = g.batch * g.size[0] * g.size[1]
     if requested is not None:
         split = max(1, requested)
@@ -486,7 +548,7 @@ def wgrad_split(g: Geometry, requested: int | None) -> tuple[int, int]:
     elif interpreting():
         split, granule = 1, INTERPRETER_BLOCK
     else:
-        sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+        sms = sm_count(device)
         tiles = triton.cdiv(g.c_in, WGRAD_NOMINAL_TILE) * triton.cdiv(g.c_out, WGRAD_NOMINAL_TILE) * g.kernel[0] * g.kernel[1]
         split = max(1, min(triton.cdiv(WAVES * sms, tiles), r // MIN_R_PER_SPLIT))
         granule = R_GRANULE
@@ -495,44 +557,49 @@ def wgrad_split(g: Geometry, requested: int | None) -> tuple[int, int]:
 
 
 def conv_transpose_wgrad(x, dy, weight_shape, p: Params) -> torch.Tensor:
-    """dW (C_in, C_out, kH, kW) in fp32 (the caller casts to the weight's dtype)."""
+    """dW (C_in, C_out, kH, kW) in fp32 (the caller casts to the weight's dtype); x and dy
+    channels-last (as the forward and `activation_grad` lay them out)."""
     g = geometry(x, torch.empty(weight_shape, device="meta"), p)
     kh, kw = g.kernel
     r = g.batch * g.size[0] * g.size[1]
     if r == 0 or g.c_in == 0 or g.c_out == 0:
         return torch.zeros(weight_shape, device=x.device, dtype=torch.float32)
-    split, per_split = wgrad_split(g, p.wgrad_split)
+    split, per_split = wgrad_split(g, p.wgrad_split, x.device)
     part = torch.empty((split, kh, kw, g.c_in, g.c_out), device=x.device, dtype=torch.float32)
     args = (x, dy, part, g.batch, g.c_in, *g.size, g.c_out, *g.out, per_split, *x.stride(), *dy.stride(), *g.padding)
     meta = {"S_H": g.stride[0], "S_W": g.stride[1], "KH": kh, "KW": kw, "INPUT_PRECISION": p.input_precision}
     launch("wgrad", lambda b: (triton.cdiv(g.c_in, b["BLOCK_M"]) * triton.cdiv(g.c_out, b["BLOCK_N"]), kh * kw, split),
-           args, meta)
+           args, meta, g, x.dtype)
     total = part[0] if split == 1 else part.sum(dim=0)  # splits summed in order: deterministic
     return total.permute(2, 3, 0, 1)  # (C_in, C_out, kH, kW)
 
 
 def activation_grad(dy: torch.Tensor, y: torch.Tensor | None, activation: str, slope: float) -> torch.Tensor:
-    """dy · act'(pre-activation), from the saved output y (see the module docstring)."""
+    """dy · act'(pre-activation), from the saved output y (see the module docstring), laid out
+    channels-last for the gradient kernels: the layout change rides on the elementwise pass
+    (no activation: dy itself when it is channels-last, else one copy)."""
+    if activation == "none":
+        return channels_last(dy)
+    g = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype, memory_format=torch.channels_last)
     if activation == "relu":
-        return torch.where(y > 0, dy, torch.zeros_like(dy))
+        return torch.where(y > 0, dy, dy.new_zeros(()), out=g)
     if activation == "leaky_relu":
-        return torch.where(y > 0, dy, dy * slope)
-    if activation == "tanh":
-        yf = y.float()
-        return (dy.float() * (1.0 - yf * yf)).to(dy.dtype)
-    return dy
+        return torch.where(y > 0, dy, dy * slope, out=g)
+    yf = y.float()  # tanh
+    return g.copy_(dy.float() * (1.0 - yf * yf))
 
 
 # ----------------------------------------------------------------------------- autograd
 
 
 class ConvTranspose2dFunction(torch.autograd.Function):
-    """Saves x, the weight and (with an activation) the output y; no pre-activation."""
+    """Saves x (channels-last, as the kernels read it), the weight and (with an activation) the
+    output y; no pre-activation."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, scale, shift, p: Params):
-        y = conv_transpose_forward(x, weight, bias, scale, shift, p)
-        ctx.save_for_backward(x, weight, y if p.activation != "none" else None)
+        y, x_cl = conv_transpose_forward(x, weight, bias, scale, shift, p)
+        ctx.save_for_backward(x_cl, weight, y if p.activation != "none" else None)
         ctx.p, ctx.bias_dtype = p, None if bias is None else bias.dtype
         ctx.x_format = memory_format(x)
         return y
@@ -564,8 +631,8 @@ def triton_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_pa
     scale/shift (a folded BatchNorm) are for inference: with them, nothing may require a
     gradient. allow_tf32 (fp32 only): None follows torch.backends.cudnn.allow_tf32.
     """
-    if torch.is_autocast_enabled(x.device.type):  # cast as autocast does for F.conv_transpose2d:
-        dtype = torch.get_autocast_dtype(x.device.type)  # every float type but float64
+    dtype = autocast_dtype(x.device)
+    if dtype is not None:  # cast as autocast does for F.conv_transpose2d: every float type but float64
         x, weight = (t if t.dtype == torch.float64 else t.to(dtype) for t in (x, weight))
     p = Params(pair(stride, "stride"), pair(padding, "padding"), pair(output_padding, "output_padding"),
                activation, float(negative_slope), input_precision(x.dtype, allow_tf32), wgrad_split)
@@ -575,7 +642,7 @@ def triton_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_pa
         raise ConfigError("conv_transpose2d: the fused BatchNorm epilogue (scale/shift) is for inference; "
                           "run under torch.no_grad(), or apply the BatchNorm as its own op when training.")
     if not needs_grad:
-        return conv_transpose_forward(x, weight, bias, scale, shift, p)
+        return conv_transpose_forward(x, weight, bias, scale, shift, p)[0]
     return ConvTranspose2dFunction.apply(x, weight, bias, scale, shift, p)
 
 

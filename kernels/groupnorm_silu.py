@@ -101,6 +101,7 @@ from genbench.baselines.groupnorm_silu import check_inputs
 from genbench.baselines.groupnorm_silu import group_norm_silu as reference
 from genbench.errors import ConfigError
 from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import sm_count as device_sms
 from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
@@ -593,14 +594,8 @@ def plan(kind: str, g: Geometry, channels_last: bool, itemsize: int, sms: int,
 
 
 def sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return INTERPRETER_SMS
-    return _cuda_sms(device.index if device.index is not None else torch.cuda.current_device())
-
-
-@functools.cache
-def _cuda_sms(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
+    """The device's SMs (CUDA, or a planned target); INTERPRETER_SMS under the interpreter."""
+    return device_sms(device) or INTERPRETER_SMS
 
 
 def bcs_strides(t: torch.Tensor) -> tuple[int, int, int] | None:

@@ -45,16 +45,17 @@ Layout. Any strides are accepted and passed to the kernel; nothing is copied.
 
 Block sizes. On CUDA, @triton.autotune picks among a few (BLOCK_N, BLOCK_K, warps,
 stages) configurations per (K, D, K_PER_SPLIT, dtypes), after pruning the ones whose
-shared-memory estimate exceeds the budget (IEEE fp32 has its own, smaller list: the FMA
+shared-memory estimate exceeds the device's per-block limit (IEEE fp32 has its own, smaller list: the FMA
 dot is register-bound). BLOCK_D is the next power of two of D when that is at most 256
 (fp16/bf16), 64 (tf32 paths) or 16 (IEEE fp32): x stays resident; wider D loops over
-chunks of 64, 32 or 16. Every (path, configuration) compiles for sm_90 (wgmma on the
-tensor-core paths); ptxas -v shows no register spills except a few bytes in two
-configurations (IEEE 128x128x3 stages with a split; tf32x3 at D=256 with 128x64), which
-autotuning measures like the rest. Loads are asynchronous (pipelined) only when D and
-the row strides are multiples of 16 (Triton specialises such integers and can then
-vectorise the masked loads); an odd D such as 33 runs unpipelined. Tiles are powers of two: a D that is not one is padded with masked zeros inside the
-chunk (D = 33 costs the MACs of D = 64 on the one-chunk path). The interpreter runs one
+chunks of 64, 32 or 16. Every kept (path, configuration) compiles for sm_90 and sm_80
+without register spills at the benchmarks' and tests' specialisations (wgmma on the
+tensor-core paths of sm_90; `genbench kernels --compile sm_90 sm_80`). fp32 inputs run
+exact by default; "tf32x3" is the fast fp32 path (the benchmark times it beside the exact
+one). Loads are asynchronous (pipelined) only when D and the row strides are multiples of
+16 (Triton specialises such integers and can then vectorise the masked loads); an odd D
+such as 33 runs unpipelined. Tiles are powers of two: a D that is not one is padded with
+masked zeros inside the chunk (D = 33 costs the MACs of D = 64 on the one-chunk path). The interpreter runs one
 fixed small configuration (16 x 16 x 16, and the auto split sees 1 SM).
 
 Memory traffic: x (N·D) is read once per (row block, split) program -- once when D fits
@@ -75,7 +76,7 @@ import triton.language as tl
 from genbench.baselines.vq import check_inputs
 from genbench.baselines.vq import vq_nearest as reference
 from genbench.errors import ConfigError
-from genbench.kernels.device import check_kernel_device
+from genbench.kernels.device import capability, check_kernel_device, shared_memory_limit, sm_count
 from genbench.kernels.device import interpreter_enabled as interpreting
 from genbench.registry import KERNELS
 
@@ -88,12 +89,19 @@ FP32_PRECISIONS = ("ieee", "tf32x3", "tf32")
 ONE_CHUNK_MAX_D = {"half": 256, "tf32": 64, "ieee": 16}
 LOOP_BLOCK_D = {"half": 64, "tf32": 32, "ieee": 16}
 EPILOGUE_BLOCK_D = 32  # D chunk of the exact-distance gather (register pressure)
-SMEM_BUDGET = 220 * 1024  # bytes; H100 allows 227 KiB per block
 WAVES = 2  # aim for at least this many programs per SM before splitting K
 INTERPRETER_BLOCK = 16  # BLOCK_N = BLOCK_K = max BLOCK_D under the interpreter
 # (BLOCK_N, BLOCK_K, num_warps, num_stages). Every BLOCK_K divides GPU_K_GRANULE.
-GPU_CONFIGS = ((128, 128, 8, 3), (128, 128, 8, 2), (128, 64, 4, 4), (64, 128, 4, 3), (64, 64, 4, 3))
-FMA_CONFIGS = ((128, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 3))  # IEEE fp32: register-bound
+GPU_CONFIGS = ((128, 128, 8, 3), (128, 128, 8, 2), (128, 64, 4, 4), (64, 128, 4, 3), (64, 64, 4, 3),
+               (64, 64, 8, 3))
+# IEEE fp32: the FMA dot holds its operands in registers. At 64 accumulators per thread
+# (128x128 on 8 warps, 128x64 or 64x128 on 4) ptxas reports 254-255 registers and spills on
+# sm_90 or sm_80; these hold 32 or fewer (112-190 registers, no spills on either).
+FMA_CONFIGS = ((64, 64, 4, 3), (64, 64, 8, 3), (32, 128, 4, 3))
+# tf32x3 before sm_90: three mma.sync products keep split operand fragments in registers, and
+# ptxas spills from 32 accumulators per thread (8 to 1884 bytes at D = 64 on sm_80), or at 16
+# with a 64-wide x block held resident: there x stays resident up to D = 32 only.
+TF32X3_MAX_ACC_BEFORE_SM90 = 16
 GPU_K_GRANULE = 128
 NOMINAL_BLOCK_N = 128  # rows per program assumed when choosing the K split
 
@@ -265,7 +273,9 @@ def plan(x: torch.Tensor, K: int, fp32_precision: str, split: int | None = None)
         one_max, loop_d, granule, sms = INTERPRETER_BLOCK, INTERPRETER_BLOCK, INTERPRETER_BLOCK, 1
     else:
         one_max, loop_d, granule = ONE_CHUNK_MAX_D[path], LOOP_BLOCK_D[path], GPU_K_GRANULE
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        sms = sm_count(x.device)
+        if fp32_precision == "tf32x3" and capability(x.device) < 90:  # see TF32X3_MAX_ACC_BEFORE_SM90
+            one_max = loop_d
     block_d = max(triton.next_power_of_2(D), 16)  # tl.dot needs every dim >= 16
     if block_d > one_max:
         block_d = loop_d
@@ -286,11 +296,20 @@ def smem_bytes(config: triton.Config, block_d: int, one_chunk: bool, itemsize: i
     return stages * (bn + bk) * block_d * itemsize
 
 
+def acc_per_thread(config: triton.Config) -> int:
+    return config.kwargs["BLOCK_N"] * config.kwargs["BLOCK_K"] // (32 * config.num_warps)
+
+
 def prune_configs(configs, named_args, **kwargs):
-    """Drop configurations over the shared-memory budget (keep the smallest if none fit)."""
-    itemsize = named_args["x_ptr"].element_size()
-    fits = [c for c in configs if smem_bytes(c, kwargs["BLOCK_D"], kwargs["ONE_CHUNK"], itemsize) <= SMEM_BUDGET]
-    return fits or [min(configs, key=lambda c: smem_bytes(c, kwargs["BLOCK_D"], kwargs["ONE_CHUNK"], itemsize))]
+    """Drop configurations over the device's shared memory and, for tf32x3 before sm_90, over
+    TF32X3_MAX_ACC_BEFORE_SM90 accumulators per thread (keep the smallest if none fit)."""
+    x = named_args["x_ptr"]
+    size = lambda c: smem_bytes(c, kwargs["BLOCK_D"], kwargs["ONE_CHUNK"], x.element_size())  # noqa: E731
+    max_acc = TF32X3_MAX_ACC_BEFORE_SM90 if kwargs.get("INPUT_PRECISION") == "tf32x3" and capability(x.device) < 90 \
+        else None
+    fits = [c for c in configs if size(c) <= shared_memory_limit(x.device)
+            and (max_acc is None or acc_per_thread(c) <= max_acc)]
+    return fits or [min(configs, key=lambda c: (acc_per_thread(c), size(c)))]
 
 
 @functools.cache

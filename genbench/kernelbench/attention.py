@@ -15,7 +15,9 @@ tokens per batch, hidden H·D = 2048) at D = 64 for S = 256, 1024, 4096, at S = 
 D = 32 and 128, an odd S = 1000, and S = 1024 in fp16; plus the U-Net's attention layers
 (models: 4 heads of 64 on 16x16 and 8x8 feature maps of a batch of 64: S = 256 and 64),
 the 16x16 one also with q, k, v as views of one (B, S, 3, H, D) projection (variant
-`packed`, the layout a fused qkv linear gives; every provider reads the same views).
+`packed`, the layout a fused qkv linear gives; every provider reads the same views) and in
+fp32 as the fp32 models run it (the kernel's exact IEEE path; SDPA and eager under torch's
+TF32 flags as they stand).
 
 Useful FLOPs (KERNELS.md convention): forward 4·B·H·S²·D (q·kᵀ and p·v), backward 2.5x
 forward (10·B·H·S²·D), forward+backward 14·B·H·S²·D. Recomputation is not counted (the
@@ -32,7 +34,7 @@ import torch
 
 from genbench.baselines.attention import attention as reference
 from genbench.baselines.attention import compiled_attention, sdpa_attention, sdpa_backend_attention, sdpa_backend_choice
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors, seeded_generator
 
 PACKED = "packed"
 # (B, H, S, D, dtype, variant)
@@ -47,7 +49,10 @@ SHAPES = (
     (64, 4, 256, 64, torch.bfloat16, ""),
     (64, 4, 256, 64, torch.bfloat16, PACKED),
     (64, 4, 64, 64, torch.bfloat16, ""),
+    (64, 4, 256, 64, torch.float32, ""),
 )
+# --quick: the U-Net's 16x16 attention layer and the FlashAttention convention at S = 1024
+QUICK = {((64, 4, 256, 64), torch.bfloat16, ""), ((16, 32, 1024, 64), torch.bfloat16, "")}
 CHECK_TOLERANCE = 1e-5  # max|err| / max|ref| against float64; fp32 IEEE dots, exp2 vs exp: ~1e-7 measured
 # (B, H, S_q, S_k, D, scale, packed): odd sizes, masked head dims, S_q != S_k, one key
 CHECKS = (
@@ -87,7 +92,7 @@ def make_qkv(case: Case, device, requires_grad: bool = True, seed: int = 0):
     """q, k, v (B, H, S, D) ~ N(0, 1): contiguous, or (variant `packed`) views of one
     (B, S, 3, H, D) tensor (its gradient is what autograd fills)."""
     b, h, s, d = (case.shape[n] for n in ("B", "H", "S", "D"))
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = seeded_generator(device, seed)
     if case.variant == PACKED:
         qkv = torch.randn(b, s, 3, h, d, device=device, dtype=case.dtype, generator=g).requires_grad_(requires_grad)
         return (*(qkv[:, :, i].transpose(1, 2) for i in range(3)), [qkv])
@@ -125,12 +130,12 @@ def workload(provider: str, device: str = "cuda"):
     (`device` other than cuda: for tests of the workload logic at tiny sizes.)"""
     impl = IMPLS[provider]
 
-    def build(case: Case) -> Workload:
+    def build(case: Case, device: str = device) -> Workload:
         if provider == "compile":
             torch._dynamo.reset()  # static shapes per case; no recompile limit across cases
         q, k, v, leaves = make_qkv(case, device)
         o = impl(q, k, v)  # warm-up (autotune, compile) and the graph `backward` replays
-        g = torch.Generator(device=device).manual_seed(1)  # the same dO for every provider
+        g = seeded_generator(device, 1)  # the same dO for every provider
         do = torch.randn(o.shape, device=device, dtype=o.dtype, generator=g)
         torch.autograd.backward(o, do, retain_graph=True)
 
@@ -196,4 +201,5 @@ BENCHES.register("attention", OpBench(
     check=check,
     baseline_providers=("sdpa_flash", "sdpa", "eager", "compile"),
     flops=flops,
+    quick=lambda c: (tuple(c.shape.values()), c.dtype, c.variant) in QUICK,
 ))

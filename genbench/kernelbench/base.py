@@ -3,7 +3,9 @@
 Conventions (printed with every table):
 - Times: triton.testing.do_bench (warm-up and repetitions in ms; L2 flushed between
   repetitions, i.e. cold cache): median with 20/80 quantiles. For kernels under 20 µs a
-  CUDA-graph figure (do_bench_cudagraph, hot cache) is recorded beside it.
+  CUDA-graph figure (do_bench_cudagraph, hot cache) is recorded beside it; backward modes
+  capture the forward and backward together with the gradients reset per replay
+  (grad_to_none), and `bwd` is that graph's time minus the forward's (`graph_timing`).
 - GB/s (ops that declare `bytes_moved`) from the bytes the op must move (inputs read +
   outputs written, counted analytically per op), and as a fraction of the
   device-to-device copy bandwidth measured in the same process.
@@ -33,6 +35,7 @@ import torch
 from genbench.harness.recorder import environment_fields, make_record
 from genbench.registry import Registry
 from genbench.utils.hashing import json_hash
+from genbench.values import declare_values
 
 MODES = ("fwd", "bwd", "fwd_bwd")
 QUANTILES = [0.5, 0.2, 0.8]
@@ -91,7 +94,10 @@ class Workload:
 class OpBench:
     op: str
     cases: Callable[[], list[Case]]
-    providers: dict[str, Callable[[Case], Workload]]  # provider name -> workload builder ("triton" first)
+    # provider name -> workload builder ("triton" first): build(case, device="cuda"), or None where
+    # the provider does not apply to the case (nothing is recorded). On the meta device (inside
+    # genbench.kernels.device.planning) the triton workloads only plan their launches.
+    providers: dict[str, Callable[..., Workload]]
     # case, mode -> bytes that must move (GB/s and %copy columns); None where bandwidth
     # means nothing (a whole training step)
     bytes_moved: Callable[[Case, str], int] | None
@@ -104,6 +110,17 @@ class OpBench:
     # Extra keyword arguments of triton.testing.do_bench (e.g. a longer `rep` for calls of
     # tens of ms, so the median has enough samples); None: time_ms's defaults.
     do_bench_options: dict[str, Any] | None = None
+    # The representative cases `--quick` times (one or two per op: the models' layers); None: the first case.
+    quick: Callable[[Case], bool] | None = None
+    # Whether the triton workload plans on meta tensors (`--compile`, precompilation); False for
+    # whole training steps, whose kernels are the ops' own.
+    compiles: bool = True
+    # The registered KernelOp (genbench.registry.KERNELS) this bench times; its example calls (the
+    # tests' configurations) are compiled with the bench's cases. None: the bench's own name.
+    kernel_op: str | None = None
+
+    def is_quick(self, case: Case) -> bool:
+        return self.quick(case) if self.quick is not None else case == self.cases()[0]
 
     @property
     def peak_memory_mode(self) -> str:
@@ -112,6 +129,28 @@ class OpBench:
 
 
 BENCHES: Registry[OpBench] = Registry("kernel benchmarks")
+
+# What bench_records writes per case x provider x mode (genbench/values.py); op, provider and
+# case are the records' model, objective and dataset.
+declare_values("kernel-bench", {
+    **{f"{mode}/time": ("lower", "ms", f"median {mode} time (do_bench, cold L2); q20_ms/q80_ms beside it")
+       for mode in MODES},
+    **{f"{mode}/bandwidth": ("higher", "GB/s", f"bytes the op must move / median {mode} time") for mode in MODES},
+    **{f"{mode}/examples_per_second": ("higher", "examples/s", f"examples / median {mode} time") for mode in MODES},
+    **{f"{mode}/throughput": ("higher", "TFLOP/s", f"FLOPs / median {mode} time") for mode in MODES},
+    **{f"{mode}/peak_memory": ("lower", "bytes", "max_memory_allocated above the baseline") for mode in MODES},
+}, conditions=("method", "measured", "bytes", "flops", "examples", "case_allow_tf32"),
+   outcomes=("q20_ms", "q80_ms", "cudagraph_ms", "cudagraph_error", "cudagraph_method", "copy_bandwidth_gbps",
+             "fraction_of_copy_bw", "tflops", "matmul_peak_tflops", "fraction_of_matmul_peak", "matmul_allow_tf32",
+             "error", "failed_in", "kernel_backends"),
+   summary="kernel benchmarks: time, bandwidth, throughput and peak memory per op, provider, case and mode")
+
+
+def seeded_generator(device, seed: int):
+    """A generator on `device` seeded with `seed`; None on the meta device (nothing is drawn there)."""
+    if torch.device(device).type == "meta":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def relative_errors(out: list[torch.Tensor], ref: list[torch.Tensor], floor: float = 1e-12) -> list[float]:
@@ -140,14 +179,43 @@ def time_ms(fn: Callable[[], Any], grad_to_none: list[torch.Tensor], warmup: flo
     return {"median": median, "q20": q20, "q80": q80}
 
 
-def cudagraph_ms(fn: Callable[[], Any]) -> tuple[float | None, str | None]:
+def cudagraph_ms(fn: Callable[[], Any], grad_to_none: list[torch.Tensor] | None = None
+                 ) -> tuple[float | None, str | None]:
     """Median time under CUDA graphs (hot cache), or (None, why it could not be taken)."""
     import triton.testing
 
     try:
-        return float(triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median")), None
+        return float(triton.testing.do_bench_cudagraph(fn, rep=20, grad_to_none=grad_to_none,
+                                                       return_mode="median")), None
     except Exception as exc:  # capture fails for some providers; say so in the record
         return None, f"{type(exc).__name__}: {exc}"[:200]
+
+
+GRAPH_METHODS = {
+    "fwd": "do_bench_cudagraph of the forward",
+    "fwd_bwd": "do_bench_cudagraph of forward+backward captured together, gradients set to None per replay",
+    "bwd": "forward+backward graph minus forward graph (a backward replaying a retained graph cannot be "
+           "captured on its own)",
+}
+
+
+def graph_timing(workload: Workload, mode: str, graphs: dict[str, tuple[float | None, str | None]]) -> dict:
+    """The CUDA-graph figure of one mode, as provenance fields. Backward modes capture the
+    forward and backward together (autograd's graph is built inside the capture, the
+    gradients are reset to None per replay: grad_to_none), and `bwd` is that minus the
+    forward's graph. `graphs` caches the captured figures of one workload across its modes."""
+    def graph(kind: str) -> tuple[float | None, str | None]:
+        if kind not in graphs:
+            grads = workload.grad_to_none if kind == "fwd_bwd" else None
+            graphs[kind] = cudagraph_ms(workload.by_mode(kind), grads)
+        return graphs[kind]
+
+    if mode == "bwd":
+        (both, err_both), (fwd, err_fwd) = graph("fwd_bwd"), graph("fwd")
+        ms, error = (both - fwd, None) if both is not None and fwd is not None else (None, err_both or err_fwd)
+    else:
+        ms, error = graph(mode)
+    return {"cudagraph_ms": ms, "cudagraph_error": error, "cudagraph_method": GRAPH_METHODS[mode]}
 
 
 def copy_bandwidth_gbps(device: torch.device) -> float:
@@ -213,16 +281,19 @@ def compute_provenance(prov: dict, flops: int, ms: float, peak: float, case: Cas
     return tflops
 
 
-def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=lambda s: None) -> list[dict]:
-    """Time every case x provider x mode of one op; return result records."""
+def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=lambda s: None,
+                  cases: list[Case] | None = None, providers: dict[str, Callable[..., Workload]] | None = None
+                  ) -> list[dict]:
+    """Time every case x provider x mode of one op (or the given cases and providers); return result records."""
     copy_gbps = copy_bandwidth_gbps(device) if bench.bytes_moved is not None else None
     env = environment_fields(device)
-    cases = bench.cases()
+    cases = bench.cases() if cases is None else cases
+    providers = bench.providers if providers is None else providers
     # Peaks first, while the device is empty (cached per dtype and TF32 flag across ops).
     peaks = {(c.dtype, c.allow_tf32): case_peak(device, c) for c in cases} if bench.flops else {}
     records = []
     for case in cases:
-        for provider, build in bench.providers.items():
+        for provider, build in providers.items():
             progress(f"{bench.op} {case.label} {case.dtype_name} {provider}")
             common = {**env, "run_id": json_hash([bench.op, case.label, case.dtype_name, provider]),
                       "attempt": attempt, "suite": "kernels", "model": bench.op, "objective": provider,
@@ -230,12 +301,14 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                       "precision": case.dtype_name}
             try:
                 workload = build(case)  # builders may warm up (compile, autotune): that can fail too
+                if workload is None:  # the provider does not apply to this case
+                    continue
             except Exception as exc:  # every mode recorded as failed, never dropped
                 error = {"error": f"{type(exc).__name__}: {exc}"[:300], "failed_in": "workload build"}
                 records += [make_record(common, f"{mode}/time", None, "ms", None, error) for mode in bench.modes]
                 torch.cuda.empty_cache()
                 continue
-            extra = dict(workload.provenance)
+            extra, graphs = dict(workload.provenance), {}
             if case.allow_tf32 is not None:
                 extra["case_allow_tf32"] = case.allow_tf32
             for mode in bench.modes:
@@ -258,7 +331,7 @@ def bench_records(bench: OpBench, device: torch.device, attempt: str, progress=l
                     prov["examples"] = bench.examples(case)
                     rate = prov["examples"] / (t["median"] * 1e-3)
                 if t["median"] < CUDAGRAPH_BELOW_MS:
-                    prov["cudagraph_ms"], prov["cudagraph_error"] = cudagraph_ms(workload.by_mode(mode))
+                    prov.update(graph_timing(workload, mode, graphs))
                 tflops = None
                 if bench.flops is not None:
                     tflops = compute_provenance(prov, bench.flops(case, mode), t["median"],

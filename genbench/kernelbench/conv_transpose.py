@@ -64,6 +64,11 @@ KERNEL, STRIDE, PADDING = 4, 2, 1
 LAYERS = ((128, 512, 256, 8), (128, 256, 128, 16), (128, 128, 64, 32), (128, 64, 3, 32), (128, 64, 32, 8))
 MAIN_LAYERS = ((128, 512, 256, 8), (128, 128, 64, 32))
 OUTPUT_LAYERS = ((128, 64, 3, 32),)  # end in tanh; no BatchNorm
+# --quick: the DCGAN's widest hidden layer in bf16 NCHW (the benchmark's main layout) and a
+# hidden layer in fp32 as the fp32 models run it; the fused tanh output layer; the folded BN layer.
+QUICK = {((128, 512, 256, 8), torch.bfloat16, ""), ((128, 128, 64, 32), torch.float32, "")}
+QUICK_EPILOGUE = {((128, 64, 3, 32), torch.bfloat16, "")}
+QUICK_BN = {((128, 512, 256, 8), torch.bfloat16, "")}
 CHANNELS_LAST = "channels_last"
 INIT_STD = 0.05  # weights ~ N(0, 0.05^2): activations stay O(1) (timings do not depend on values)
 CHECK_TOLERANCE = 1e-5  # max|err| / max|ref| against a float64 reference; fp32 IEEE dots over K <= 150
@@ -217,7 +222,7 @@ def training_workload(provider: str, activation_for, device: str = "cuda"):
     (`device` other than cuda: for tests of the workload logic at tiny sizes.)"""
     impl = IMPLS[provider]
 
-    def build(case: Case) -> Workload:
+    def build(case: Case, device: str = device) -> Workload:
         check_tf32(case)
         prepare(provider)
         t = inputs(case, device, requires_grad=True)
@@ -252,7 +257,7 @@ def bn_workload(provider: str, device: str = "cuda"):
     """Forward of y = relu(conv_transpose(x, W)·scale + shift) under torch.no_grad."""
     impl = IMPLS[provider]
 
-    def build(case: Case) -> Workload:
+    def build(case: Case, device: str = device) -> Workload:
         check_tf32(case)
         prepare(provider)
         t = inputs(case, device, requires_grad=False, bias=False)
@@ -347,6 +352,7 @@ BENCHES.register("conv_transpose2d", OpBench(
     check=checker("conv_transpose2d", PLAIN_CHECKS),
     baseline_providers=("cudnn", "cudnn_tuned"),
     flops=flops,
+    quick=lambda c: (layer(c), c.dtype, c.variant) in QUICK,
 ))
 
 BENCHES.register("conv_transpose2d_epilogue", OpBench(
@@ -356,6 +362,8 @@ BENCHES.register("conv_transpose2d_epilogue", OpBench(
     bytes_moved=byte_counter(has_bias=True, has_activation=True),
     check=checker("conv_transpose2d_epilogue", EPILOGUE_CHECKS),
     flops=flops,
+    quick=lambda c: (layer(c), c.dtype, c.variant) in QUICK_EPILOGUE,
+    kernel_op="conv_transpose2d",
 ))
 
 BENCHES.register("conv_transpose2d_bn", OpBench(
@@ -366,4 +374,6 @@ BENCHES.register("conv_transpose2d_bn", OpBench(
     check=checker("conv_transpose2d_bn", BN_CHECKS),
     modes=("fwd",),
     flops=flops,
+    quick=lambda c: (layer(c), c.dtype, c.variant) in QUICK_BN,
+    kernel_op="conv_transpose2d",
 ))

@@ -29,7 +29,7 @@ import torch
 
 from genbench.baselines.groupnorm_silu import compiled_group_norm_silu
 from genbench.baselines.groupnorm_silu import group_norm_silu as reference
-from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors
+from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload, check_row, relative_errors, seeded_generator
 
 
 GROUPS = 32
@@ -97,7 +97,7 @@ def inputs(case: Case, device="cuda", seed: int = 0) -> dict:
     """x (in the case's memory format), weight, bias and, with scale-shift, scale and shift,
     every one requiring grad; dy for the backward."""
     b, c, h, w = (case.shape[k] for k in ("B", "C", "H", "W"))
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = seeded_generator(device, seed)
     make = lambda *shape: torch.randn(*shape, generator=g, device=device, dtype=case.dtype)  # noqa: E731
     fmt = torch.channels_last if CHANNELS_LAST in case.variant else torch.contiguous_format
     x = make(b, c, h, w).contiguous(memory_format=fmt)
@@ -115,7 +115,7 @@ def workload(provider: str, device: str = "cuda"):
     (`device` other than cuda: for tests of the workload logic at tiny sizes.)"""
     impl = IMPLS[provider]
 
-    def build(case: Case) -> Workload:
+    def build(case: Case, device: str = device) -> Workload:
         if provider == "compile":  # a fresh dynamo cache per case: static shapes, no recompile limit
             torch._dynamo.reset()
         t = inputs(case, device)
@@ -206,4 +206,5 @@ BENCHES.register("group_norm_silu", OpBench(
     providers={name: workload(name) for name in ("triton", "eager", "compile")},
     bytes_moved=bytes_moved,
     check=check,
+    quick=lambda c: c == layer_case(*MAIN, torch.bfloat16),  # the ResBlock's second norm, 128 ch at 32x32
 ))

@@ -19,6 +19,8 @@ BATCHES = (64, 1024, 65536)
 LATENTS = (16, 64, 256, 1024)
 DTYPES = (torch.float32, torch.bfloat16)
 CHECK_TOLERANCE = 1e-5  # fp32: a few ulps of the tensor's scale
+# --quick: a VAE's latent batch (microseconds: launch-bound) and a bandwidth-bound size
+QUICK = {(1024, 64, torch.float32), (65536, 256, torch.bfloat16)}
 
 
 def cases() -> list[Case]:
@@ -33,12 +35,12 @@ def bytes_moved(case: Case, mode: str) -> int:
 
 
 def workload(impl) -> callable:
-    def build(case: Case) -> Workload:
+    def build(case: Case, device: str = "cuda") -> Workload:
         B, D = case.shape["B"], case.shape["D"]
-        make = lambda: torch.randn(B, D, device="cuda", dtype=case.dtype)  # noqa: E731
+        make = lambda: torch.randn(B, D, device=device, dtype=case.dtype)  # noqa: E731
         mu, logvar = make().requires_grad_(), make().requires_grad_()
         eps, dz = make(), make()
-        dkl = torch.randn(B, device="cuda")
+        dkl = torch.randn(B, device=device)
         z, kl = impl(mu, logvar, eps)
 
         def forward_backward():
@@ -91,4 +93,5 @@ BENCHES.register("reparam_kl", OpBench(
                "compile": workload(lambda mu, lv, eps: compiled_reparameterize_kl()(mu, lv, eps))},
     bytes_moved=bytes_moved,
     check=check,
+    quick=lambda c: (c.shape["B"], c.shape["D"], c.dtype) in QUICK,
 ))

@@ -162,8 +162,8 @@ def single_objective_step(ctx) -> Callable[[], dict[str, float]]:
 
 
 def workload(provider: str):
-    def build(case: Case) -> Workload:
-        ts = training_step(case, BACKENDS[provider], "cuda")
+    def build(case: Case, device: str = "cuda") -> Workload:
+        ts = training_step(case, BACKENDS[provider], device)
         ts.step()  # warm-up: autotune, cuDNN plans, Adam state
         return Workload(forward_backward=ts.step,
                         provenance={"kernel_backends": ts.kernel_backends, "model_backend": BACKENDS[provider],
@@ -214,4 +214,6 @@ BENCHES.register("train_step", OpBench(
     modes=("fwd_bwd",),
     examples=examples,
     do_bench_options=DO_BENCH,
+    compiles=False,
+    quick=lambda c: False,  # minutes of model autotuning: not in --quick
 ))

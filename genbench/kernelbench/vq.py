@@ -5,7 +5,9 @@ latent positions, e.g. 128 x 8 x 8 = 8192 or 64 x 32 x 32 = 65536, codebooks of 
 8192 codes of width 64 or 256 -- in fp32 and bf16, and one bf16 case whose N x K fp32
 distance matrix (N·K·4 bytes = 256 GiB) cannot fit on any current GPU: eager and compile
 record an out-of-memory failure there while the kernel, which never builds that matrix,
-runs. Every provider returns indices only.
+runs. Every provider returns indices only. Providers: triton (the kernel, fp32 on the exact
+IEEE path), triton_tf32x3 (fp32 cases only: the kernel with fp32_precision="tf32x3", three
+TF32 tensor-core products, about fp32 accuracy), eager (the reference) and compile.
 
 Bytes (s = element size): read x (N·D·s) and the codebook (K·D·s), write int64 indices
 (8·N). FLOPs: 2·N·K·D useful (one multiply-add per row, code and dimension; the norms and
@@ -23,6 +25,8 @@ from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
 SHAPES = ((8192, 512, 64), (65536, 1024, 64), (262144, 4096, 256), (1048576, 8192, 256))
 DTYPES = (torch.float32, torch.bfloat16)
 OOM_SHAPE = (4194304, 16384, 64)  # eager's N x K fp32 matrix: 256 GiB
+# --quick: a VQ-VAE's latents at 64 x 32x32 against 1024 codes (bf16) and a small fp32 batch
+QUICK = {((65536, 1024, 64), torch.bfloat16), ((8192, 512, 64), torch.float32)}
 CHECK_SHAPES = ((1, 1, 1, None), (7, 5, 3, None), (33, 70, 33, None), (33, 70, 33, 3), (20, 17, 16, 2))
 DISTANCE_TOLERANCE = 1e-5  # relative to the row's ||x||^2 + max ||e||^2 (fp32 rounding)
 MARGIN = 1e-4  # gaps between the best two true distances below this (same scale) count as ties
@@ -43,20 +47,23 @@ def flops(case: Case, mode: str) -> int:
     return 2 * case.shape["N"] * case.shape["K"] * case.shape["D"]
 
 
-def workload(impl) -> callable:
-    def build(case: Case) -> Workload:
+def workload(impl, fp32_only: bool = False) -> callable:
+    """Builder of `impl`'s forward on a case; with fp32_only, None (not applicable) for other dtypes."""
+    def build(case: Case, device: str = "cuda") -> Workload | None:
+        if fp32_only and case.dtype != torch.float32:
+            return None
         n, k, d = case.shape["N"], case.shape["K"], case.shape["D"]
-        x = torch.randn(n, d, device="cuda", dtype=case.dtype)
-        codebook = torch.randn(k, d, device="cuda", dtype=case.dtype)
+        x = torch.randn(n, d, device=device, dtype=case.dtype)
+        codebook = torch.randn(k, d, device=device, dtype=case.dtype)
         return Workload(forward=lambda: impl(x, codebook))
 
     return build
 
 
-def triton_impl(x, codebook):
+def triton_impl(x, codebook, fp32_precision: str = "ieee"):
     from genbench.kernels.vq import triton_vq_nearest
 
-    return triton_vq_nearest(x, codebook)
+    return triton_vq_nearest(x, codebook, fp32_precision=fp32_precision)
 
 
 def true_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -111,10 +118,12 @@ def check() -> list[dict]:
 BENCHES.register("vq_nearest", OpBench(
     op="vq_nearest",
     cases=cases,
-    providers={"triton": workload(triton_impl), "eager": workload(reference),
-               "compile": workload(lambda x, e: compiled_vq_nearest()(x, e))},
+    providers={"triton": workload(triton_impl),
+               "triton_tf32x3": workload(lambda x, e: triton_impl(x, e, "tf32x3"), fp32_only=True),
+               "eager": workload(reference), "compile": workload(lambda x, e: compiled_vq_nearest()(x, e))},
     bytes_moved=bytes_moved,
     check=check,
     modes=("fwd",),
     flops=flops,
+    quick=lambda c: (tuple(c.shape.values()), c.dtype) in QUICK,
 ))

@@ -276,6 +276,7 @@ def test_tf32_precisions_are_accepted():
 
 
 class _FakeTensor:
+    device = torch.device("cpu")  # the interpreter's: the H100's shared-memory limit
     def __init__(self, itemsize):
         self.itemsize = itemsize
 
@@ -289,16 +290,36 @@ def test_autotune_prune_fits_the_sequence_shared_memory_and_registers(kind):
 
     configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
                for m, n, w, s in attention_module.CONFIGS_BY_KIND[kind]]
-    prune = pruner(kind)
+    prune = pruner(kind, False)
     wide = prune(configs, {"q_ptr": _FakeTensor(2), "S_Q": 4096, "S_K": 4096}, BLOCK_D=64)
     assert len(wide) >= 4
     short = prune(configs, {"q_ptr": _FakeTensor(2), "S_Q": 64, "S_K": 64}, BLOCK_D=64)
     assert short and all(c.kwargs["BLOCK_M"] <= 64 and c.kwargs["BLOCK_N"] <= 64 for c in short)
     deep = prune(configs, {"q_ptr": _FakeTensor(4), "S_Q": 4096, "S_K": 4096}, BLOCK_D=256)
-    assert len(deep) == 1 or all(attention_module.smem_bytes(kind, c, 256, 4) <= attention_module.SMEM_BUDGET
+    assert len(deep) == 1 or all(attention_module.smem_bytes(kind, c, 256, 4) <= 227 * 1024
                                  for c in deep)  # what fits, or the one smallest tile
     tiny = prune(configs, {"q_ptr": _FakeTensor(2), "S_Q": 1, "S_K": 1}, BLOCK_D=16)
     assert len(tiny) >= 1  # never empty: the smallest tile is kept
+
+
+@pytest.mark.parametrize("kind", ["fwd", "dkdv", "dq"])
+def test_autotune_prune_holds_fewer_accumulators_per_thread_before_sm90(kind):
+    """sm_80's mma.sync keeps operand fragments in registers: tiles above 96 accumulator values per
+    thread (which spill there) are pruned for it, while sm_90 keeps them up to 160."""
+    import triton
+
+    from genbench.kernels.device import TARGETS, planning
+
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+               for m, n, w, s in attention_module.CONFIGS_BY_KIND[kind]]
+    q = torch.empty(16, 32, 1024, 64, dtype=torch.bfloat16, device="meta")
+    kept = {}
+    for name in ("sm_80", "sm_90"):
+        with planning(TARGETS[name]):
+            kept[name] = pruner(kind, False)(configs, {"q_ptr": q, "S_Q": 1024, "S_K": 1024}, BLOCK_D=64)
+    acc = {name: max(attention_module.acc_per_thread(kind, c, 64) for c in cs) for name, cs in kept.items()}
+    assert acc["sm_80"] <= 96 < acc["sm_90"] <= 160
+    assert set(map(str, kept["sm_80"])) < set(map(str, kept["sm_90"]))
 
 
 # ----------------------------------------------------------------------------- the benchmark

@@ -186,7 +186,7 @@ def test_rectangular_kernel_and_stride(kernel, stride, padding, output_padding, 
 
 @pytest.mark.parametrize("layout", ["channels_last", "strided_slice"])
 def test_non_contiguous_input(layout):
-    """Channels-last input gives channels-last y and dx; any other strides are read as they are."""
+    """Channels-last input gives channels-last y and dx; any other strides give contiguous ones."""
     x, weight, bias = inputs(2, 5, 7, (5, 6), 4, seed=16)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
@@ -200,9 +200,26 @@ def test_non_contiguous_input(layout):
         assert t.is_contiguous(memory_format=torch.channels_last) == channels_last, name
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided_slice"])
+def test_kernels_gather_channels_last_operands(layout, monkeypatch):
+    """Whatever x's layout, the kernels read x and dy' and write y and dx channels-last (rows of
+    channels: vector loads and stores); the caller gets y and dx in x's own layout."""
+    reads = {}
+    launch = ct.launch
+    monkeypatch.setattr(ct, "launch", lambda kind, grid, args, meta, g, dtype: reads.setdefault(kind, args)
+                        and launch(kind, grid, args, meta, g, dtype))
+    x, weight, bias = inputs(2, 5, 7, (5, 6), 4, seed=21)
+    x = {"nchw": x, "channels_last": x.to(memory_format=torch.channels_last), "strided_slice": x[:, :, :, ::2]}[layout]
+    assert_match(*run_both(x, weight, bias, 2, 1, 1, activation="relu"))
+    assert reads["fwd"][0].stride(1) == 1 and reads["wgrad"][0].stride(1) == 1  # x
+    assert reads["dgrad"][0].stride(1) == 1 and reads["wgrad"][1].stride(1) == 1  # dy'
+    assert reads["fwd"][4].stride(1) == 1 and reads["dgrad"][2].stride(1) == 1  # y and dx as written
+
+
 @pytest.mark.parametrize("kind", ["expanded", "sliced"])
 def test_non_contiguous_upstream_gradient(kind, monkeypatch):
-    """dy as y.sum().backward() gives it (stride 0) or a strided view: read through its strides."""
+    """dy as y.sum().backward() gives it (stride 0) or a strided view: laid out channels-last (channel
+    stride 1) before the gradient kernels, which gather rows of channels."""
     seen = []
     dgrad = ct.conv_transpose_dgrad
     monkeypatch.setattr(ct, "conv_transpose_dgrad", lambda dy, *a: seen.append(dy.stride()) or dgrad(dy, *a))
@@ -215,7 +232,7 @@ def test_non_contiguous_upstream_gradient(kind, monkeypatch):
 
     x, weight, bias = inputs(2, 5, 7, (5, 3), 4, seed=17)
     assert_match(*run_both(x, weight, bias, 2, 1, 1, upstream=upstream))  # no activation: dy reaches the kernels
-    assert len(seen) == 1 and seen[0] != torch.empty(2, 7, 11, 7).stride()
+    assert len(seen) == 1 and seen[0] == torch.empty(2, 7, 11, 7).to(memory_format=torch.channels_last).stride()
 
 
 @pytest.mark.parametrize("C_in, C_out", [(17, 33), (33, 17)])
@@ -491,3 +508,17 @@ def test_tf32_on_and_off_on_cuda():
     assert not torch.equal(results[True][0], results[False][0])
     for a, b in zip(results[None], results[False]):  # the fixture turned cudnn.allow_tf32 off
         assert torch.equal(a, b)
+
+
+def test_tile_lists_follow_precision_and_the_gathered_channel_rows():
+    """fp16/bf16 and TF32 on tensor cores, IEEE fp32 on FMA units; channel rows that are not whole
+    16-byte vectors (x's C_in = 100 in bf16, the DCGAN's latent; dy's C_out = 3, its image) take the
+    small-tile list, gathered one element at a time; the weight gradient keeps its list."""
+    g = ct.Geometry(128, 100, 3, (1, 1), (4, 4), (4, 4), (1, 1), (0, 0))
+    assert ct.dot_path("fwd", torch.bfloat16, "tf32", g) == "unaligned"  # 100 x 2 bytes
+    assert ct.dot_path("fwd", torch.float32, "tf32", g) == "tf32"  # 100 x 4 bytes: whole vectors
+    assert ct.dot_path("dgrad", torch.float32, "tf32", g) == "unaligned"  # C_out = 3
+    assert ct.dot_path("wgrad", torch.bfloat16, "tf32", g) == "half"
+    assert ct.dot_path("fwd", torch.float32, "ieee", g) == "ieee"
+    assert all(k[2] <= 32 for k in ct.GEMM_CONFIGS["tf32"])  # fp32: the same 128-byte rows as bf16's 64
+    assert all(k[0] * k[2] // (32 * k[3]) <= 16 for k in ct.GEMM_CONFIGS["unaligned"])  # gathered per thread

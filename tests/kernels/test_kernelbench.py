@@ -31,23 +31,98 @@ def test_synthetic_records_follow_the_schema():
     validate_record(record("triton", "fwd", 0.01))
 
 
-def test_compare_flags_only_slowdowns_beyond_the_threshold():
-    base = [record("triton", "fwd", 0.010), record("eager", "fwd", 0.040), record("triton", "bwd", 0.020)]
-    now = [record("triton", "fwd", 0.0112), record("eager", "fwd", 0.030), record("triton", "bwd", 0.0209)]
+def timed(provider, mode, us, spread=0.02, **kwargs):
+    """A timing record of `us` microseconds whose q20/q80 sit `spread` (a fraction) either side."""
+    r = record(provider, mode, us * 1e-3, **kwargs)
+    r["provenance"].update({"q20_ms": us * 1e-3 * (1 - spread), "q80_ms": us * 1e-3 * (1 + spread)})
+    return r
+
+
+def failed(provider, mode, **kwargs):
+    r = record(provider, mode, 0.0, **kwargs)
+    r["value"], r["provenance"] = None, {"error": "RuntimeError: launch failed"}
+    return r
+
+
+def verdicts(result) -> dict[str, str]:
+    """provider/mode -> the gate's verdict, from the comparison table."""
+    names = header(result.table)
+    rows = [dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+            for line in result.table.split("\n\n")[0].splitlines()[2:]]
+    return {f"{r['provider']}/{r['mode']}": r[""] for r in rows}
+
+
+def test_gate_fails_a_kernel_slower_beyond_threshold_spread_and_floor():
+    base = [timed("triton", "fwd", 100.0), timed("triton", "bwd", 200.0)]
+    now = [timed("triton", "fwd", 130.0), timed("triton", "bwd", 205.0)]
     result = compare_timings(base, now, fail_above_pct=10)
     assert result.regressions == 1
-    lines = {line.split("|")[3].strip() + "/" + line.split("|")[4].strip(): line for line in result.table.splitlines()[2:]}
-    assert "REGRESSION" in lines["triton/fwd"] and "+12.0%" in lines["triton/fwd"]
-    assert "faster" in lines["eager/fwd"] and "-25.0%" in lines["eager/fwd"]
-    assert "REGRESSION" not in lines["triton/bwd"]  # +4.5%: inside the noise threshold
-    assert compare_timings(base, now, fail_above_pct=15).regressions == 0
+    assert verdicts(result) == {"triton/fwd": "REGRESSION", "triton/bwd": ""}  # +2.5%: under the threshold
+    assert "+30.0%" in result.table
+    assert compare_timings(base, now, fail_above_pct=35).regressions == 0
 
 
-def test_compare_reports_uncompared_timings_and_version_changes():
-    base = [record("triton", "fwd", 0.01)]
-    now = [record("triton", "fwd", 0.01, versions={"torch": "2.6"}), record("triton", "bwd", 0.01)]
+def test_gate_passes_a_change_within_the_recorded_spread():
+    """+15% on the median, but the runs' middle 60% overlap (q20 now 115·0.8 = 92 < q80 before 120)."""
+    base, now = [timed("triton", "fwd", 100.0, spread=0.2)], [timed("triton", "fwd", 115.0, spread=0.2)]
+    result = compare_timings(base, now, fail_above_pct=10)
+    assert result.regressions == 0 and verdicts(result)["triton/fwd"] == ""
+    tight = compare_timings([timed("triton", "fwd", 100.0)], [timed("triton", "fwd", 115.0)], fail_above_pct=10)
+    assert tight.regressions == 1  # the same medians with a tight spread do fail
+
+
+def test_gate_fails_a_failed_or_missing_timing_of_our_kernels():
+    base = [timed("triton", "fwd", 100.0), timed("triton", "bwd", 100.0), timed("triton", "fwd_bwd", 200.0)]
+    now = [failed("triton", "fwd"), timed("triton", "fwd_bwd", 200.0)]  # bwd not measured at all
+    result = compare_timings(base, now, fail_above_pct=10)
+    assert verdicts(result) == {"triton/fwd": "FAILED", "triton/bwd": "MISSING", "triton/fwd_bwd": ""}
+    assert result.regressions == 2
+
+
+def test_gate_fails_a_timing_that_failed_in_both_sets():
+    assert compare_timings([failed("triton", "fwd")], [failed("triton", "fwd")], 10).regressions == 1
+
+
+def test_gate_leaves_baseline_providers_ungated():
+    base = [timed("eager", "fwd", 100.0), timed("compile", "fwd", 100.0), timed("cudnn", "bwd", 100.0)]
+    now = [timed("eager", "fwd", 300.0), failed("compile", "fwd")]  # cudnn bwd missing
+    result = compare_timings(base, now, fail_above_pct=10)
+    assert result.regressions == 0
+    assert verdicts(result) == {"eager/fwd": "slower (not gated)", "compile/fwd": "failed (not gated)",
+                                "cudnn/bwd": "missing (not gated)"}
+
+
+def test_gate_covers_every_triton_variant_provider():
+    result = compare_timings([timed("triton_tf32x3", "fwd", 100.0)], [timed("triton_tf32x3", "fwd", 200.0)], 10)
+    assert result.regressions == 1
+
+
+def test_gate_absolute_floor_for_microsecond_kernels():
+    """5 µs -> 6.5 µs is +30% with separated spreads, but 1.5 µs is launch jitter below the 2 µs floor."""
+    base, now = [timed("triton", "fwd", 5.0)], [timed("triton", "fwd", 6.5)]
+    assert compare_timings(base, now, fail_above_pct=10).regressions == 0
+    assert compare_timings(base, now, fail_above_pct=10, floor_us=1.0).regressions == 1
+
+
+def test_gate_expects_only_what_the_selection_times():
+    """A --quick or --ops run is not missing the baseline's other timings; a full run is."""
+    from genbench.kernelbench import Selection
+
+    other = record("triton", "fwd", 0.1, case="B=1,D=1,fp32")
+    other["model"] = "attention"
+    base = [timed("triton", "fwd", 100.0), other]
+    now = [timed("triton", "fwd", 100.0)]
+    assert compare_timings(base, now, 10).regressions == 1  # attention's timing is missing
+    assert compare_timings(base, now, 10, selection=Selection(ops=("reparam_kl",))).regressions == 0
+    assert compare_timings(base, now, 10, selection=Selection(cases=("B=64*",))).regressions == 0
+    assert compare_timings(base, now, 10, selection=Selection(providers=("eager",))).regressions == 0
+
+
+def test_compare_reports_new_timings_and_version_changes():
+    base = [timed("triton", "fwd", 10.0)]
+    now = [timed("triton", "fwd", 10.0, versions={"torch": "2.6"}), timed("triton", "bwd", 10.0)]
     result = compare_timings(base, now, 10)
-    assert "1 timing(s) present in only one" in result.table
+    assert verdicts(result)["triton/bwd"] == "new" and result.regressions == 0
     assert "other versions" in result.table
 
 
@@ -119,7 +194,7 @@ def test_vq_bench_is_registered_forward_only_with_flops_and_its_check_passes():
 
     bench = BENCHES.get("vq_nearest")
     assert bench.modes == ("fwd",) and bench.peak_memory_mode == "fwd"
-    assert set(bench.providers) == {"triton", "eager", "compile"}
+    assert set(bench.providers) == {"triton", "triton_tf32x3", "eager", "compile"}
     assert flops(Case({"N": 10, "K": 3, "D": 4}, torch.float32), "fwd") == 2 * 10 * 3 * 4
     assert bench.bytes_moved(Case({"N": 10, "K": 3, "D": 4}, torch.bfloat16), "fwd") == (10 + 3) * 4 * 2 + 8 * 10
     n, k, _ = OOM_SHAPE
@@ -598,3 +673,165 @@ def test_benches_do_bench_options_are_time_ms_arguments():
     for name in BENCHES.names():
         assert set(BENCHES.get(name).do_bench_options or {}) <= accepted, name
     assert BENCHES.get("train_step").do_bench_options["rep"] >= 1000  # steps of tens of ms
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def test_quick_selection_takes_one_or_two_cases_per_op_and_no_training_step():
+    from genbench.kernelbench import BENCHES, Selection, case_name, selected_benches
+
+    chosen = {bench.op: cases for bench, cases in selected_benches(Selection(quick=True))}
+    assert set(chosen) == set(BENCHES.names()) - {"train_step"}
+    for op, cases in chosen.items():
+        assert 1 <= len(cases) <= 2, op
+        assert all(c in BENCHES.get(op).cases() for c in cases)
+    assert [case_name(c) for c in chosen["attention"]] == ["B=16,H=32,S=1024,D=64,bf16", "B=64,H=4,S=256,D=64,bf16"]
+
+
+def test_case_patterns_and_providers_narrow_the_selection():
+    from genbench.kernelbench import BENCHES, Selection, case_name, selected_benches, selected_providers
+
+    selection = Selection(ops=("attention", "vq_nearest"), cases=("*H=4,S=256,D=64,bf16",),
+                          providers=("triton", "sdpa"))
+    chosen = [(b.op, [case_name(c) for c in cases]) for b, cases in selected_benches(selection)]
+    assert chosen == [("attention", ["B=64,H=4,S=256,D=64,bf16"])]
+    assert list(selected_providers(BENCHES.get("attention"), selection)) == ["triton", "sdpa"]
+    assert list(selected_providers(BENCHES.get("attention"), Selection())) == list(BENCHES.get("attention").providers)
+
+
+@pytest.mark.parametrize("selection, message", [
+    ({"cases": ("nothing*",)}, "matches no case"),
+    ({"providers": ("cudnn_turbo",)}, "Unknown provider"),
+    ({"ops": ("attenton",)}, "Did you mean 'attention'"),
+])
+def test_selections_that_select_nothing_are_the_users_error(selection, message):
+    from genbench.kernelbench import Selection, selected_benches
+
+    with pytest.raises(GenbenchError, match=message):
+        selected_benches(Selection(**selection))
+
+
+def test_cli_refuses_a_bad_selection_before_anything_runs(capsys, tmp_path):
+    assert main(["kernels", "--cases", "nothing*", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "matches no case" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_selection_round_trips_through_json():
+    from genbench.kernelbench import Selection
+
+    selection = Selection(ops=("vq_nearest",), cases=("*bf16",), providers=("triton",), quick=True)
+    assert Selection.from_json(selection.to_json()) == selection
+
+
+def test_bench_records_time_only_the_selected_cases_and_providers(monkeypatch):
+    from genbench.kernelbench import base
+
+    patch_measurements(monkeypatch, base)
+    built = []
+    cases = [Case({"N": 1}, torch.float32), Case({"N": 2}, torch.float32)]
+    bench = base.OpBench(op="toy", cases=lambda: cases,
+                         providers={p: lambda c, p=p: built.append((p, c.shape["N"])) or base.Workload(forward=int)
+                                    for p in ("triton", "eager")},
+                         bytes_moved=None, check=list, modes=("fwd",))
+    records = base.bench_records(bench, torch.device("cpu"), "a", cases=cases[1:],
+                                 providers={"eager": bench.providers["eager"]})
+    assert built == [("eager", 2)]
+    assert {(r["objective"], r["dataset"]) for r in records} == {("eager", "N=2,fp32")}
+
+
+def test_a_provider_that_does_not_apply_to_a_case_records_nothing(monkeypatch):
+    """VQ's triton_tf32x3 is an fp32 path: bf16 cases have no such timing (so none can go missing)."""
+    from genbench.kernelbench import BENCHES, base
+
+    patch_measurements(monkeypatch, base)
+    vq = BENCHES.get("vq_nearest")
+    bf16 = next(c for c in vq.cases() if c.dtype == torch.bfloat16)
+    assert vq.providers["triton_tf32x3"](bf16) is None
+    bench = base.OpBench(op="toy", cases=lambda: [bf16], providers={"triton_tf32x3": vq.providers["triton_tf32x3"]},
+                         bytes_moved=None, check=list, modes=("fwd",))
+    assert base.bench_records(bench, torch.device("cpu"), "a") == []
+
+
+# ----------------------------------------------------------------------------- CUDA graphs
+
+
+class GraphRecorder:
+    """Stands in for triton.testing.do_bench_cudagraph: records what it was asked to capture."""
+
+    def __init__(self, times):
+        self.calls, self.times = [], times
+
+    def __call__(self, fn, rep=20, grad_to_none=None, quantiles=None, return_mode="mean"):
+        self.calls.append((fn, grad_to_none))
+        return self.times[fn]
+
+
+def test_backward_graphs_capture_forward_and_backward_together_with_grad_to_none(monkeypatch):
+    import triton.testing
+
+    from genbench.kernelbench import base
+
+    leaf = torch.zeros(3, requires_grad=True)
+    forward, backward, both = (lambda: "fwd"), (lambda: "bwd"), (lambda: "fwd_bwd")
+    workload = base.Workload(forward=forward, backward=backward, forward_backward=both, grad_to_none=[leaf])
+    graphs = GraphRecorder({forward: 0.004, both: 0.010})
+    monkeypatch.setattr(triton.testing, "do_bench_cudagraph", graphs)
+    cache = {}
+    bwd = base.graph_timing(workload, "bwd", cache)
+    assert bwd["cudagraph_ms"] == pytest.approx(0.006) and bwd["cudagraph_error"] is None
+    assert "minus forward" in bwd["cudagraph_method"]
+    assert graphs.calls == [(both, [leaf]), (forward, None)]  # never the retained-graph backward alone
+    assert base.graph_timing(workload, "fwd_bwd", cache)["cudagraph_ms"] == 0.010
+    assert base.graph_timing(workload, "fwd", cache)["cudagraph_ms"] == 0.004
+    assert len(graphs.calls) == 2  # captured once per workload, reused across modes
+
+
+def test_a_failed_capture_is_recorded_with_its_error(monkeypatch):
+    import triton.testing
+
+    from genbench.kernelbench import base
+
+    def refuse(fn, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(triton.testing, "do_bench_cudagraph", refuse)
+    workload = base.Workload(forward=lambda: 1, forward_backward=lambda: 2)
+    bwd = base.graph_timing(workload, "bwd", {})
+    assert bwd["cudagraph_ms"] is None and "stream is capturing" in bwd["cudagraph_error"]
+
+
+def test_bench_records_take_graph_figures_for_microsecond_modes(monkeypatch):
+    from genbench.kernelbench import base
+
+    patch_measurements(monkeypatch, base)
+    monkeypatch.setattr(base, "time_ms", lambda fn, grads, **kw: {"median": 0.005, "q20": 0.004, "q80": 0.006})
+    asked = []
+    monkeypatch.setattr(base, "graph_timing", lambda w, mode, graphs: asked.append(mode) or {"cudagraph_ms": 0.003})
+    bench = base.OpBench(op="toy", cases=lambda: [Case({"N": 1}, torch.float32)],
+                         providers={"triton": lambda c: base.Workload(forward=lambda: 1, backward=lambda: 1,
+                                                                     forward_backward=lambda: 1)},
+                         bytes_moved=None, check=list)
+    records = base.bench_records(bench, torch.device("cpu"), "a")
+    assert asked == ["fwd", "bwd", "fwd_bwd"]
+    assert all(r["provenance"]["cudagraph_ms"] == 0.003 for r in records if r["metric"].endswith("/time"))
+
+
+@pytest.mark.cuda
+def test_backward_graph_of_a_real_workload_resets_gradients():
+    from genbench.kernelbench import BENCHES, base
+
+    bench = BENCHES.get("reparam_kl")
+    case = next(c for c in bench.cases() if c.shape == {"B": 64, "D": 16} and c.dtype == torch.float32)
+    workload = bench.providers["triton"](case)
+    timing = base.graph_timing(workload, "bwd", {})
+    assert timing["cudagraph_error"] is None and timing["cudagraph_ms"] is not None
+    assert all(t.grad is None or torch.isfinite(t.grad).all() for t in workload.grad_to_none)
+
+
+@pytest.mark.parametrize("argv, message", [(["--fail-floor-us", "-1"], "--fail-floor-us"), (["--jobs", "-2"], "--jobs")])
+def test_cli_refuses_bad_gate_and_job_numbers(argv, message, capsys):
+    assert main(["kernels", *argv]) == 2
+    assert message in capsys.readouterr().err

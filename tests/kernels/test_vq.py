@@ -231,13 +231,12 @@ def test_plan_covers_the_codebook_with_power_of_two_tiles():
     (torch.float32, "tf32", 256, 32, False, "tf32"),
 ])
 def test_gpu_plan_block_widths(monkeypatch, dtype, precision, D, block_d, one_chunk, input_precision):
-    """The CUDA launch plan, computed on the CPU with an H100's 132 SMs."""
-    class Props:
-        multi_processor_count = 132
+    """The CUDA launch plan, computed on meta tensors planned for an H100 (sm_90, 132 SMs)."""
+    from genbench.kernels.device import TARGETS, planning
 
     monkeypatch.setattr(vq_module, "interpreting", lambda: False)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props())
-    p = plan(torch.empty(8192, D, dtype=dtype), 512, precision)
+    with planning(TARGETS["sm_90"]):
+        p = plan(torch.empty(8192, D, dtype=dtype, device="meta"), 512, precision)
     assert (p.block_d, p.one_chunk, p.input_precision) == (block_d, one_chunk, input_precision)
     assert (p.split, p.k_per_split) == (4, 128)  # 64 row blocks: 4 ranges of one 128-code tile
 
@@ -249,6 +248,8 @@ def test_split_heuristic_fills_the_gpu_only_for_small_batches():
 
 
 class _FakeTensor:
+    device = torch.device("cpu")  # the interpreter's: the H100's shared-memory limit
+
     def __init__(self, itemsize):
         self.itemsize = itemsize
 
@@ -262,7 +263,7 @@ def test_autotune_prune_keeps_configs_that_fit_shared_memory():
     configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s) for bn, bk, w, s in GPU_CONFIGS]
     kept = prune_configs(configs, {"x_ptr": _FakeTensor(2)}, BLOCK_D=256, ONE_CHUNK=True)
     assert 0 < len(kept) < len(configs)  # bf16, D = 256: three stages of 128 x 256 tiles do not fit
-    assert all(c.kwargs["BLOCK_K"] * c.num_stages * 256 * 2 <= 220 * 1024 for c in kept)
+    assert all((c.kwargs["BLOCK_N"] + c.kwargs["BLOCK_K"] * c.num_stages) * 256 * 2 <= 227 * 1024 for c in kept)
     assert len(prune_configs(configs, {"x_ptr": _FakeTensor(2)}, BLOCK_D=64, ONE_CHUNK=True)) == len(configs)
 
 
@@ -311,3 +312,17 @@ def test_runs_where_eager_would_run_out_of_memory():
     assert indices.shape == (N,)
     assert torch.equal(indices[:4096], indices[4096:8192])  # repeated rows, same codes
     assert torch.equal(indices[:4096], reference(x[:4096], codebook))
+
+
+def test_autotune_prune_keeps_small_tf32x3_tiles_before_sm90():
+    """tf32x3 on sm_80 (three mma.sync products) spills from 64 accumulators per thread; sm_90 keeps all."""
+    import triton
+
+    from genbench.kernels.device import TARGETS, planning
+
+    configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s) for bn, bk, w, s in GPU_CONFIGS]
+    x = torch.empty(8192, 64, device="meta")
+    for name, expected in (("sm_80", [(64, 64, 8, 3)]), ("sm_90", list(GPU_CONFIGS))):
+        with planning(TARGETS[name]):
+            kept = prune_configs(configs, {"x_ptr": x}, BLOCK_D=64, ONE_CHUNK=True, INPUT_PRECISION="tf32x3")
+        assert [(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps, c.num_stages) for c in kept] == expected, name
