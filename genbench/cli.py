@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from genbench.errors import GenbenchError
-from genbench.registry import REGISTRIES, registry_for
+from genbench.catalog import registry_for
+from genbench.registry import REGISTRIES
 
 DEFAULT_SUITE = "quick"
 RESULTS_ROOT = Path("results")
@@ -33,34 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kind", choices=list(REGISTRIES), help="what to list")
     p_list.add_argument("-v", "--verbose", action="store_true", help="add a one-line summary per name")
 
-    p_run = sub.add_parser("run", help="train, evaluate and record runs; writes results.jsonl and report.md")
+    p_run = sub.add_parser("run", help="train, evaluate and record runs; writes results.jsonl and report.md",
+                           description="Run a suite (--suite; default: quick) or ad-hoc runs of one model (--model). "
+                           "The run-setting flags are RunConfig's fields (genbench/harness/settings.py); with "
+                           "--suite they apply to every run of the suite, over the file's values.")
     what = p_run.add_mutually_exclusive_group()
     what.add_argument("--suite", help="suite name (`genbench list suites`) or path to a .toml suite file")
-    what.add_argument("--model", help="model name for an ad-hoc run (`genbench list models`)")
-    p_run.add_argument("--dataset", default="digits", help="dataset spec, e.g. digits, shapes?size=64, mnist:PATH")
-    p_run.add_argument("--objective", help="objective name (default: the model's own)")
-    p_run.add_argument("--steps", type=int, default=500, help="training steps per run (default 500)")
-    p_run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..K-1 (default 1)")
-    p_run.add_argument("--batch-size", type=int, default=64)
-    p_run.add_argument("--lr", type=float, default=1e-3)
-    p_run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p_run.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
-                       help="kernel backend (auto: triton on CUDA, torch reference on CPU)")
-    p_run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    p_run.add_argument("--eval-samples", type=int, default=2500,
-                       help="generated samples for sample-quality and coverage metrics (default 2500)")
-    p_run.add_argument("--iwae-k", type=int, default=64, help="importance samples for the IWAE bound (default 64)")
-    p_run.add_argument("--feature-extractor", choices=["auto", "genbench", "inception-v3"], default="auto",
-                       help="features for FID/KID/IS/PR: genbench's classifier for the dataset, or InceptionV3 "
-                       "(needs --feature-weights); auto = inception-v3 iff --feature-weights is given")
-    p_run.add_argument("--feature-weights", metavar="PATH",
-                       help="local InceptionV3 weights (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)")
-    p_run.add_argument("--set", dest="model_options", action="append", metavar="KEY=VALUE",
-                       help="model option, repeatable (e.g. --set arch=conv)")
-    p_run.add_argument("--objective-set", dest="objective_options", action="append", metavar="KEY=VALUE",
-                       help="objective option, repeatable (e.g. --objective-set beta=4)")
-    p_run.add_argument("--train-set", dest="trainer_options", action="append", metavar="KEY=VALUE",
-                       help="training-loop option, repeatable (GANs: e.g. --train-set n_critic=5)")
+    add_run_settings(p_run, what)
+    p_run.add_argument("--seeds", type=int, default=argparse.SUPPRESS,
+                       help="ad-hoc runs: number of seeds, runs seeds 0..K-1 (default 1)")
     p_run.add_argument("--out", type=out_arg, help="result folder; rerunning into an existing one resumes it "
                        "(default results/<suite>/<UTC stamp>-<host>/)")
     p_run.add_argument("--shard", type=shard_arg, metavar="I/N",
@@ -93,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_kernels.add_argument("--compile", nargs="+", metavar="TARGET",
                            help="compile every kernel configuration for these GPU targets (e.g. sm_90 sm_80) "
                            "without a GPU: registers, spills, shared memory; exit 1 if one breaks the bounds")
+    p_kernels.add_argument("--dry-run", action="store_true",
+                           help="print what a timing run of this selection would time, then exit (no GPU needed)")
     p_kernels.add_argument("--out", type=out_arg, default=RESULTS_ROOT / "kernels", help="results root")
 
     p_report = sub.add_parser("report", help="render report.md and figures from result folders")
@@ -108,6 +92,47 @@ def build_parser() -> argparse.ArgumentParser:
     p_compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison to FILE")
     p_compare.add_argument("--changed-only", action="store_true", help="hide rows that are unchanged or within noise")
     return parser
+
+
+def add_run_settings(p_run: argparse.ArgumentParser, what) -> None:
+    """One flag per run setting, generated from its declaration (genbench/harness/settings.py):
+    type from the annotation, choices from a Literal, help with range and default. A flag
+    that is not given is absent from args, so RunConfig's own default applies."""
+    from genbench.harness.settings import SETTING_TYPES, SETTINGS, is_option_table, setting_flag, setting_help
+
+    for name in SETTINGS:
+        flag = setting_flag(name)
+        if flag is None:
+            continue
+        kind = setting_kind(SETTING_TYPES[name]) if not is_option_table(name) else {
+            "action": "append", "metavar": "KEY=VALUE"}
+        (what if name == "model" else p_run).add_argument(
+            flag, dest=name, default=argparse.SUPPRESS, help=setting_help(name).replace("%", "%%"), **kind)
+
+
+def setting_kind(annotation) -> dict:
+    """argparse's type or choices for a setting's annotation (int, float, str, Literal, X | None)."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return {"choices": args}
+    annotation = args[0] if args else annotation
+    return {"type": annotation} if annotation in (int, float) else {}
+
+
+def given_settings(args) -> dict:
+    """The run settings given as flags, each converted and checked against its declared
+    range (the message names the flag); option tables parsed from KEY=VALUE."""
+    from genbench.harness.settings import SETTINGS, check_setting, is_option_table, setting_flag
+    from genbench.utils.options import parse_assignments
+
+    given = {}
+    for name in SETTINGS:
+        if name in vars(args):
+            value, flag = getattr(args, name), setting_flag(name)
+            given[name] = parse_assignments(value, flag) if is_option_table(name) else check_setting(name, value, flag)
+    return given
 
 
 def cmd_list(args) -> int:
@@ -126,27 +151,14 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from genbench.report import render_report
     from genbench.harness.runner import run_all
-    from genbench.harness.spec import resolve_all, run_config
-    from genbench.harness.suites import load_suite
-    from genbench.utils.options import parse_assignments
+    from genbench.harness.suites import command_line_runs, load_suite
 
-    if args.model:
-        base = {
-            "model": args.model, "dataset": args.dataset, "objective": args.objective,
-            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-            "backend": args.backend, "precision": args.precision, "eval_samples": args.eval_samples,
-            "iwae_k": args.iwae_k, "feature_extractor": args.feature_extractor,
-            "feature_weights": args.feature_weights,
-            "model_options": parse_assignments(args.model_options, "--set"),
-            "objective_options": parse_assignments(args.objective_options, "--objective-set"),
-            "trainer_options": parse_assignments(args.trainer_options, "--train-set"),
-        }
-        if args.seeds < 1:
-            raise GenbenchError("--seeds must be at least 1.")
-        configs = [run_config({**base, "seed": s}, "the command line") for s in range(args.seeds)]
-        runs, folder = resolve_all(configs), "adhoc"  # every name and option checked before anything runs
+    settings = given_settings(args)
+    if "model" in settings:  # every name and option checked before anything runs, as a suite's are
+        runs, folder = command_line_runs(settings, getattr(args, "seeds", 1)), "adhoc"
     else:
-        suite = load_suite(args.suite or DEFAULT_SUITE)  # resolved whole on load
+        refuse_ad_hoc_flags(args, settings)
+        suite = load_suite(args.suite or DEFAULT_SUITE, settings)  # resolved whole on load
         runs, folder = suite.resolved, suite.name
     runs = shard_for(args, runs)
     out = args.out = args.out or default_out(folder)  # main() names it if the run is interrupted
@@ -165,6 +177,18 @@ def cmd_run(args) -> int:
     elif is_main_process():  # under torchrun, rank 0 alone writes the report
         print(render_report([out]))
     return 0
+
+
+def refuse_ad_hoc_flags(args, settings: dict) -> None:
+    """--seeds and the option tables (--set, ...) shape ad-hoc runs of one model; a suite's
+    entries set their own seeds and options (flags such as --device apply to every run)."""
+    from genbench.harness.settings import is_option_table, setting_flag
+
+    flags = (["--seeds"] if "seeds" in vars(args) else []) + [setting_flag(n) for n in settings if is_option_table(n)]
+    if flags:
+        raise GenbenchError(f"{', '.join(flags)} apply to ad-hoc runs (--model M); a suite sets its runs' seeds and "
+                            "options in its file. Drop them, or copy the suite file, edit its entries and pass "
+                            "--suite path/to/copy.toml.")
 
 
 def out_arg(text: str) -> Path:
@@ -231,6 +255,9 @@ def cmd_kernels(args) -> int:
     check_fail_above(args.fail_above)
     selection = kernelbench.Selection(tuple(args.ops or ()), tuple(args.cases or ()), tuple(args.providers or ()),
                                       args.quick)
+    if args.dry_run:
+        print(kernelbench.describe_selection(selection))
+        return 0
     if args.check:
         table, ok = kernelbench.run_checks(args.ops)
         print(table)

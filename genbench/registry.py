@@ -6,14 +6,13 @@ Registration sits next to each definition:
     class VAE(nn.Module): ...
 
 Lookups of unknown names raise UnknownNameError with the closest registered names.
-The registries are filled when their packages are imported; `load_builtins()` imports
-every package that registers something, so the CLI and the harness see all of them.
+The registries are filled when their packages are imported (genbench/catalog.py says which
+package fills which registry; this module, the lowest layer, imports none of them).
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -57,6 +56,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(self.unknown_message(name)) from None
 
+    def __getitem__(self, name: str) -> T:
+        """registry[name] is registry.get(name): unknown names raise UnknownNameError."""
+        return self.get(name)
+
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(str(name), list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -94,33 +97,9 @@ REGULARIZERS: Registry[Any] = Registry("regularizers")
 METRICS: Registry[Any] = Registry("metrics")
 KERNELS: Registry[Any] = Registry("kernels")
 SUITES: Registry[Any] = Registry("suites")
+TRAINERS: Registry[Any] = Registry("trainers")
+BENCHES: Registry[Any] = Registry("benches")  # kernel benchmarks (genbench.kernelbench)
 
 REGISTRIES: dict[str, Registry[Any]] = {
-    r.kind: r for r in (DATASETS, MODELS, LOSSES, REGULARIZERS, METRICS, KERNELS, SUITES)
+    r.kind: r for r in (DATASETS, MODELS, LOSSES, REGULARIZERS, METRICS, KERNELS, SUITES, TRAINERS, BENCHES)
 }
-
-# Packages whose import registers entries; imported explicitly, never on a condition.
-_BUILTIN_PACKAGES = (
-    "genbench.data",
-    "genbench.models",
-    "genbench.objectives",
-    "genbench.metrics",
-    "genbench.kernels",
-    "genbench.harness.suites",
-)
-
-
-def load_builtins() -> None:
-    for package in _BUILTIN_PACKAGES:
-        importlib.import_module(package)
-
-
-def registry_for(kind: str) -> Registry[Any]:
-    if kind not in REGISTRIES:
-        close = difflib.get_close_matches(kind, list(REGISTRIES), n=2, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(
-            f"Unknown kind {kind!r}.{hint} Kinds: {', '.join(REGISTRIES)}."
-        )
-    load_builtins()
-    return REGISTRIES[kind]

@@ -1,93 +1,15 @@
 """genbench's kernel ops (installed as `genbench.kernels`), with explicit backends.
 
-Each op is registered in KERNELS as a KernelOp: its reference (in genbench.baselines)
-and, where one exists, its Triton implementation. Backends:
-- "torch":  the reference, on any device;
-- "triton": the Triton kernel; on CUDA, or on the CPU under TRITON_INTERPRET=1
-            (set before triton is imported; the interpreter is slow and for tests);
-- "auto":   "triton" on CUDA when the op has a kernel, else "torch".
-Backends are resolved explicitly per call site (`resolve_backend`) and the harness
-records the resolved name; nothing switches at import time.
+The dispatch machinery (KernelOp, backends, resolve_backend, dispatch) is in
+kernels/dispatch.py; each op module registers its KernelOp when imported, below.
 """
 
-from __future__ import annotations
+from genbench.kernels.attention import attention  # (each import registers its op)
+from genbench.kernels.conv_transpose import conv_transpose2d
+from genbench.kernels.dispatch import BACKENDS, KernelOp, OpExample, dispatch, example_randn, resolve_backend
+from genbench.kernels.groupnorm_silu import group_norm_silu
+from genbench.kernels.reparam_kl import reparameterize_kl
+from genbench.kernels.vq import vq_nearest
 
-from dataclasses import dataclass
-from typing import Callable, Literal
-
-import torch
-
-from genbench.errors import ConfigError
-from genbench.kernels.device import interpreter_enabled
-from genbench.registry import KERNELS
-
-Backend = Literal["auto", "triton", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
-
-
-@dataclass(frozen=True)
-class OpExample:
-    """One small call of an op, the same on every backend, for the shared property tests
-    (tests/kernels/test_op_properties.py): every argument by keyword, and which of them are
-    differentiable inputs."""
-
-    label: str
-    kwargs: dict  # the op's arguments by name (tensors and settings); `backend` is added by the caller
-    grad: tuple[str, ...] = ()  # names of the differentiable tensor arguments
-
-
-@dataclass(frozen=True)
-class KernelOp:
-    name: str
-    function: Callable  # the public op: (..., backend=) -> outputs
-    reference: Callable  # genbench.baselines.<op>: same signature as the public function
-    triton: Callable | None  # the Triton-backed implementation, None until it lands
-    summary: str
-    # (dtype, device, generator) -> small calls covering the op's options: registering an op
-    # puts it under the property tests (gradient layouts, gradcheck, dtypes) with no other edit.
-    examples: Callable[[torch.dtype, torch.device, torch.Generator], list[OpExample]]
-
-
-def example_randn(generator: torch.Generator, *shape: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """N(0, 1) drawn on the CPU from `generator` (so every device sees the same values), then moved."""
-    return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
-
-
-def resolve_backend(op: str, backend: str, device: torch.device | str) -> str:
-    """Turn a requested backend into the one that will run ("triton" or "torch")."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    kernel_op: KernelOp = KERNELS.get(op)
-    on_cuda = torch.device(device).type == "cuda"
-    if backend == "torch":
-        return "torch"
-    if backend == "auto":
-        return "triton" if on_cuda and kernel_op.triton is not None else "torch"
-    if kernel_op.triton is None:
-        raise ConfigError(
-            f"Op {op!r} has no Triton kernel yet; run it with backend='torch' or 'auto'."
-        )
-    if not on_cuda and not interpreter_enabled():
-        raise ConfigError(
-            f"backend='triton' for {op!r} on {torch.device(device).type} needs CUDA, or "
-            "TRITON_INTERPRET=1 set in the environment before genbench is imported "
-            "(the Triton interpreter: slow, for tests). Use backend='torch' or 'auto' on CPU."
-        )
-    return "triton"
-
-
-def dispatch(op: str, backend: str, device: torch.device | str) -> Callable:
-    """The implementation of `op` that `backend` resolves to on `device`."""
-    kernel_op: KernelOp = KERNELS.get(op)
-    resolved = resolve_backend(op, backend, device)
-    return kernel_op.triton if resolved == "triton" else kernel_op.reference
-
-
-from genbench.kernels.attention import attention  # noqa: E402  (registers the op)
-from genbench.kernels.conv_transpose import conv_transpose2d  # noqa: E402  (registers the op)
-from genbench.kernels.groupnorm_silu import group_norm_silu  # noqa: E402  (registers the op)
-from genbench.kernels.reparam_kl import reparameterize_kl  # noqa: E402  (registers the op)
-from genbench.kernels.vq import vq_nearest  # noqa: E402  (registers the op)
-
-__all__ = ["BACKENDS", "KernelOp", "OpExample", "attention", "example_randn", "conv_transpose2d", "dispatch", "group_norm_silu", "resolve_backend",
-           "reparameterize_kl", "vq_nearest"]
+__all__ = ["BACKENDS", "KernelOp", "OpExample", "attention", "conv_transpose2d", "dispatch", "example_randn",
+           "group_norm_silu", "reparameterize_kl", "resolve_backend", "vq_nearest"]

@@ -107,6 +107,7 @@ from genbench.baselines.attention import check_inputs
 from genbench.errors import ConfigError
 from genbench.kernels.device import autocast_dtype, capability, check_kernel_device, shared_memory_limit
 from genbench.kernels.device import interpreter_enabled as interpreting
+from genbench.kernels.dispatch import KernelOp, OpExample, dispatch, example_randn
 from genbench.registry import KERNELS
 
 OP_NAME = "attention"
@@ -642,14 +643,10 @@ def triton_attention(q, k, v, scale: float | None = None, *, fp32_precision: str
 
 def attention(q, k, v, scale: float | None = None, backend: str = "auto"):
     """softmax(q kᵀ · scale) v; backend: "auto" (Triton on CUDA), "triton" or "torch"."""
-    from genbench.kernels import dispatch  # the package imports this module
-
     return dispatch(OP_NAME, backend, q.device)(q, k, v, scale)
 
 
 def _register() -> None:
-    from genbench.kernels import KernelOp
-
     KERNELS.register(OP_NAME, KernelOp(
         name=OP_NAME, function=attention, reference=reference, triton=triton_attention,
         summary="non-causal attention without the S x S matrix (online softmax), fwd+bwd",
@@ -660,7 +657,6 @@ def _register() -> None:
 def examples(dtype, device, generator):
     """Self-attention with a sequence length that is no tile multiple and head dim 40 (padded to
     64 in the kernel); cross-attention with fewer keys than queries."""
-    from genbench.kernels import OpExample, example_randn
 
     def qkv(s_q, s_k, d):
         return {name: example_randn(generator, 2, 2, s, d, dtype=dtype, device=device)

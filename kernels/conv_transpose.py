@@ -90,6 +90,7 @@ from genbench.baselines.conv_transpose import conv_transpose2d as reference
 from genbench.errors import ConfigError
 from genbench.kernels.device import autocast_dtype, check_kernel_device, shared_memory_limit, sm_count
 from genbench.kernels.device import interpreter_enabled as interpreting
+from genbench.kernels.dispatch import KernelOp, OpExample, example_randn, resolve_backend
 from genbench.registry import KERNELS
 
 OP_NAME = "conv_transpose2d"
@@ -650,7 +651,6 @@ def op_backend(backend: str, device, weight_shape, stride=1, output_padding=0, g
                dilation=1) -> str:
     """The backend a call runs: resolve_backend, except that "auto" takes the reference for a
     configuration the kernel does not handle (and "triton" refuses it)."""
-    from genbench.kernels import resolve_backend  # the package imports this module
 
     resolved = resolve_backend(OP_NAME, backend, device)
     reason = unsupported_reason(weight_shape, stride, output_padding, groups, dilation)
@@ -729,7 +729,6 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 def examples(dtype, device, generator):
     """The DCGAN layer geometry (k4 s2 p1) with bias and a fused ReLU on odd sizes, channels-last
     too; k3 stride 1 with a tanh and no bias."""
-    from genbench.kernels import OpExample, example_randn
 
     def tensors(*shape):
         return example_randn(generator, *shape, dtype=dtype, device=device)
@@ -746,8 +745,6 @@ def examples(dtype, device, generator):
 
 
 def _register() -> None:
-    from genbench.kernels import KernelOp
-
     KERNELS.register(OP_NAME, KernelOp(
         name=OP_NAME, function=conv_transpose2d, reference=reference, triton=triton_conv_transpose2d,
         examples=examples,

@@ -103,6 +103,7 @@ from genbench.errors import ConfigError
 from genbench.kernels.device import check_kernel_device
 from genbench.kernels.device import sm_count as device_sms
 from genbench.kernels.device import interpreter_enabled as interpreting
+from genbench.kernels.dispatch import KernelOp, OpExample, dispatch, example_randn, resolve_backend
 from genbench.registry import KERNELS
 
 
@@ -813,8 +814,6 @@ def triton_group_norm_silu(x, num_groups: int, weight=None, bias=None, eps: floa
 def group_norm_silu(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, scale=None, shift=None,
                     activation: str = "silu", backend: str = "auto"):
     """act(GroupNorm(x)·(1 + scale) + shift); backend: "auto" (Triton on CUDA), "triton" or "torch"."""
-    from genbench.kernels import dispatch  # the package imports this module
-
     return dispatch(OP_NAME, backend, x.device)(x, num_groups, weight, bias, eps, scale, shift, activation)
 
 
@@ -833,8 +832,6 @@ class GroupNormSiLU(nn.GroupNorm):
                                self.activation, self.backend)
 
     def resolved_backend(self, device) -> str:
-        from genbench.kernels import resolve_backend
-
         return resolve_backend(OP_NAME, self.backend, device)
 
     def extra_repr(self) -> str:
@@ -844,7 +841,6 @@ class GroupNormSiLU(nn.GroupNorm):
 def examples(dtype, device, generator):
     """Affine GroupNorm + SiLU on offset inputs (variance must not cancel), with a per-example
     scale-shift, NCHW and channels-last; plain GroupNorm without the activation."""
-    from genbench.kernels import OpExample, example_randn
 
     def tensors(*shape, offset=0.0):
         return example_randn(generator, *shape, dtype=dtype, device=device) + offset
@@ -861,8 +857,6 @@ def examples(dtype, device, generator):
 
 
 def _register() -> None:
-    from genbench.kernels import KernelOp
-
     KERNELS.register(OP_NAME, KernelOp(
         name=OP_NAME, function=group_norm_silu, reference=reference, triton=triton_group_norm_silu, examples=examples,
         summary="GroupNorm + per-example scale-shift + SiLU: shifted two-pass/Chan statistics, one read of x "

@@ -36,6 +36,7 @@ import triton.language as tl
 
 from genbench.baselines.reparam_kl import LOGVAR_LIMIT, check_inputs
 from genbench.baselines.reparam_kl import reparameterize_kl as reference
+from genbench.kernels.dispatch import KernelOp, OpExample, dispatch, example_randn
 from genbench.registry import KERNELS
 
 OP_NAME = "reparam_kl"
@@ -252,16 +253,12 @@ def reparameterize_kl(
 
     backend: "auto" (Triton on CUDA, reference on CPU), "triton", or "torch".
     """
-    from genbench.kernels import dispatch  # the package imports this module
-
     impl = dispatch(OP_NAME, backend, mu.device)
     return impl(mu, logvar, eps, beta=beta, free_bits=free_bits, generator=generator)
 
 
 def examples(dtype, device, generator):
     """Column halves of one encoder output (the models' layout), odd D; plain and free bits."""
-    from genbench.kernels import OpExample, example_randn
-
     stats = example_randn(generator, 5, 2 * 37, dtype=dtype, device=device)
     eps = example_randn(generator, 5, 37, dtype=dtype, device=device)
     calls = []
@@ -272,8 +269,6 @@ def examples(dtype, device, generator):
 
 
 def _register() -> None:
-    from genbench.kernels import KernelOp
-
     KERNELS.register(
         OP_NAME,
         KernelOp(

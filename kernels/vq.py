@@ -78,6 +78,7 @@ from genbench.baselines.vq import vq_nearest as reference
 from genbench.errors import ConfigError
 from genbench.kernels.device import capability, check_kernel_device, shared_memory_limit, sm_count
 from genbench.kernels.device import interpreter_enabled as interpreting
+from genbench.kernels.dispatch import KernelOp, OpExample, dispatch, example_randn
 from genbench.registry import KERNELS
 
 OP_NAME = "vq_nearest"
@@ -403,14 +404,10 @@ def vq_nearest(x: torch.Tensor, codebook: torch.Tensor, return_distance: bool = 
     Returns indices (N,) int64, and with return_distance also the squared distances (N,)
     fp32. backend: "auto" (Triton on CUDA, reference on CPU), "triton", or "torch".
     """
-    from genbench.kernels import dispatch  # the package imports this module
-
     return dispatch(OP_NAME, backend, x.device)(x, codebook, return_distance=return_distance)
 
 
 def _register() -> None:
-    from genbench.kernels import KernelOp
-
     KERNELS.register(OP_NAME, KernelOp(
         name=OP_NAME, function=vq_nearest, reference=reference, triton=triton_vq_nearest,
         summary="argmin_j ||x - e_j||^2 over a codebook without the N x K distance matrix",
@@ -420,8 +417,6 @@ def _register() -> None:
 
 def examples(dtype, device, generator):
     """No differentiable input (the indices are discrete): a transposed x against an odd codebook."""
-    from genbench.kernels import OpExample, example_randn
-
     x = example_randn(generator, 9, 13, dtype=dtype, device=device).t()  # (13, 9), transposed
     codebook = example_randn(generator, 17, 9, dtype=dtype, device=device)
     return [OpExample("N=13 K=17 D=9", {"x": x, "codebook": codebook, "return_distance": True})]

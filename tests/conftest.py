@@ -1,7 +1,7 @@
 """Test-wide setup.
 
 Without CUDA, every Triton kernel runs in the interpreter (fp32, small shapes; see
-../shared/KERNELS.md). TRITON_INTERPRET is read when @triton.jit decorates a kernel and
+docs/kernels.md, Tests). TRITON_INTERPRET is read when @triton.jit decorates a kernel and
 one process cannot mix modes, so it is set here, before any test module imports
 genbench.kernels. Importing torch first is fine: it does not import our kernels.
 """

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Lowest first; a package may import its own layer and those before it. Keep in step with
 # docs/architecture.md.
 LAYERS = [
-    ("registry", "errors", "utils"),
+    ("registry", "errors", "utils", "values"),
     ("baselines",),
     ("kernels",),
     ("data",),
@@ -26,7 +26,7 @@ LAYERS = [
     ("metrics",),
     ("harness",),
     ("report", "kernelbench"),
-    ("cli", "__main__", "__init__", "api"),
+    ("cli", "catalog", "__main__", "__init__", "api"),
 ]
 LAYER_OF = {package: i for i, names in enumerate(LAYERS) for package in names}
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -208,3 +208,20 @@ def test_non_default_options():
 def test_non_default_options_round_trips_through_build():
     options = build(steps="5", mode="slow", widths="1,2")
     assert build_options(Opts, non_default_options(options), CTX) == options
+
+
+@dataclass
+class Renamed:
+    steps_per_level: int = 4  # the option's new name
+    RENAMED: ClassVar[dict[str, str]] = {"steps": "steps_per_level"}  # old name -> new name
+
+
+def test_a_renamed_option_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError) as info:
+        build_options(Renamed, {"steps": 3}, CTX)
+    assert str(info.value) == (f"Unknown option 'steps' for {CTX}: renamed to 'steps_per_level' (same meaning); "
+                               "use 'steps_per_level' instead.")
+    assert build_options(Renamed, {"steps_per_level": 3}, CTX) == Renamed(3)
+    assert [f.name for f in dataclasses.fields(Renamed)] == ["steps_per_level"]  # the mapping is no option
+    with pytest.raises(ConfigError, match="Did you mean 'steps_per_level'"):  # other unknown keys: suggestions
+        build_options(Renamed, {"steps_per_levl": 3}, CTX)

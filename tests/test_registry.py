@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from genbench.errors import ConfigError, GenbenchError, UnknownNameError
-from genbench.registry import REGISTRIES, Registry, load_builtins, registry_for
+from genbench.catalog import load_builtins, registry_for
+from genbench.registry import REGISTRIES, Registry
 
 
 @pytest.fixture
@@ -178,12 +179,13 @@ EXPECTED_BUILTINS = {
     "metrics": {"reconstruction", "elbo", "likelihood", "anomaly", "ar_samplers"},
     "kernels": {"reparam_kl"},
     "suites": {"quick"},
+    "trainers": {"single", "adversarial", "vaegan"},
 }
 
 
 def test_registry_kinds_match_cli_contract():
     assert set(REGISTRIES) == {
-        "datasets", "models", "losses", "regularizers", "metrics", "kernels", "suites",
+        "datasets", "models", "losses", "regularizers", "metrics", "kernels", "suites", "trainers", "benches",
     }
 
 

@@ -27,12 +27,22 @@ from genbench.data import load_dataset
 from genbench.harness.recorder import environment_fields, make_record
 from genbench.harness.store import append_records
 from genbench.metrics.base import EvalContext, applicable_metrics
+from genbench.models.base import Capabilities, GenerativeModel
+from genbench.values import declare_values
+
+# Its records' names are the stages it times ("time/metric quality", "time/total", ...): the
+# runner declares its own phases by exact name, which come first.
+declare_values("eval-benchmark", {"time/*": ("lower", "s", "wall time of one stage of the evaluation benchmark")},
+               conditions=("n_generated", "torch_threads"))
 
 
-class ReplaySampler:
+class ReplaySampler(GenerativeModel):
     """Returns stored images in order: a model stand-in for timing the metrics."""
 
+    capabilities = Capabilities(samples=True)
+
     def __init__(self, images: torch.Tensor):
+        super().__init__()
         self.images, self.cursor = images, 0
 
     def sample(self, n: int, generator=None, draw: str = "mean") -> torch.Tensor:

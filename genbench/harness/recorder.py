@@ -9,7 +9,7 @@ from typing import Any
 
 from genbench.utils import measure
 from genbench.harness.spec import Run
-from genbench.harness.store import SCHEMA_VERSION, append_records, sanitize_value
+from genbench.harness.store import SCHEMA_VERSION, START_METRIC, append_records, sanitize_value
 
 
 def environment_fields(device) -> dict[str, Any]:
@@ -55,10 +55,12 @@ class RunRecorder:
             "backend": backend,
             "precision": run.config.precision,
         }
+        # The attempt's first record: on disk it alone carries the shared fields (store.py).
+        self.emit(START_METRIC, None, "event", None)
 
     def emit(self, metric: str, value: Any, unit: str, step: int | None = None, **provenance: Any) -> None:
         self.pending.append(make_record(self.common, metric, value, unit, step, provenance))
 
     def flush(self) -> None:
-        append_records(self.results_path, self.pending)
+        append_records(self.results_path, self.pending, compact=True)
         self.pending = []

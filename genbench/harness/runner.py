@@ -31,7 +31,7 @@ from genbench.utils import figures, measure
 from genbench.harness.lock import folder_lock
 from genbench.harness.recorder import RunRecorder
 from genbench.harness.spec import Run
-from genbench.harness.store import (COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, check_writable,
+from genbench.harness.store import (COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FILE, START_METRIC, check_writable,
                                    completed_run_ids, kept_message, unwritable_message)
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.metrics.monitor import quality_probe
@@ -39,11 +39,33 @@ from genbench.models import build_model
 from genbench.train import TRAINERS, TrainContext, distributed
 from genbench.train.base import TrainOutcome
 from genbench.train.stability import OVER_TRAINING
+from genbench.values import declare_values
 
 SAMPLE_REPEATS = 5  # timed sampling repeats (after one warm-up) for samples/s
 GRID_SAMPLES = 64  # samples in the artefact grid
 RECON_EXAMPLES = 32  # test examples in the reconstruction grid
 WAVEFORM_SIGNALS = 4  # generated and test signals in the waveform figure (sequences)
+
+# What the runner records besides the metrics' values (genbench/values.py): compare and the
+# report read directions, units and conditions from here.
+PHASES = ("load_data", "build", "train", "fit_sampler", "evaluate", "sample", "artefacts")  # time/<phase>
+declare_values("runner", {
+    "perf/train_throughput": ("higher", "examples/s", "training examples per second: batch size / median step "
+                                                      "time after the warm-up steps"),
+    "perf/sample_throughput": ("higher", "samples/s", "samples per second of the default sampler: eval batch / "
+                                                      "median batch time after a warm-up"),
+    "perf/peak_memory": ("lower", "bytes", "peak memory of the run (build, training, evaluation, sampling)"),
+    **{f"time/{phase}": ("lower", "s", f"wall time of the run's {phase} phase") for phase in PHASES},
+    COMPLETE_METRIC: ("neither", "bool", "marker: the attempt finished; config, data hash and artefacts inside"),
+    DIVERGED_METRIC: ("lower", "bool", "1 when training stopped at a non-finite loss or gradient"),
+    START_METRIC: ("neither", "event", "marker: an attempt started; it carries the fields shared by its records"),
+    "train/skipped_steps": ("lower", "steps", "steps the fp16 grad scaler skipped for inf/NaN gradients"),
+    "train/loss": ("lower", "*", "the training objective at a step (a training curve)"),
+    "train/grad_norm*": ("neither", "norm", "gradient norm at a step, before clipping (a training curve)"),
+    "train/*": ("neither", "*", "a scalar the trainer logs at a step: loss terms, schedules (a training curve)"),
+}, conditions=("method", "measured", "scope", "batch", "batch_size", "warmup_steps", "distributed"),
+   outcomes=("step_seconds", "batch_seconds", "at_step", "reason", "artefacts", "config", "kernel_backends",
+             "dataset"))
 
 
 def seed_everything(seed: int) -> None:
@@ -100,7 +122,7 @@ def claim_folder(held: contextlib.ExitStack, out_dir: Path, shard: tuple[int, in
     a corrupt results file is returned, not raised, so that every rank can raise it."""
     try:
         held.enter_context(folder_lock(out_dir, shard))
-        return completed_run_ids(out_dir / RESULTS_FILE)
+        return completed_run_ids(out_dir)  # results.jsonl.gz (committed) and results.jsonl
     except GenbenchError as exc:
         return exc
 
@@ -186,7 +208,7 @@ def evaluate(run: Run, model, data: Dataset, recorder: RunRecorder, phases: dict
     """Metrics, sampling throughput and artefacts of a trained model."""
     device, cfg = run.device, run.config
     model.eval()
-    if hasattr(model, "prepare_sampling"):
+    if model.capabilities.prepares_sampling:
         with measure.timed(device, phases, "fit_sampler"):
             model.prepare_sampling(data.train.x.to(device))
     ctx = EvalContext(model, data, device, cfg.eval_batch, seed=cfg.seed, eval_samples=cfg.eval_samples,
@@ -240,15 +262,15 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
     else:
         samples = model.sample(GRID_SAMPLES, generator)  # image grids show the decoder mean
         paths = {"samples": figures.save_image_grid(samples, run_dir / "samples.png", columns=8)}
-    if hasattr(model, "reconstruct_output") and data.info.kind == "image":
+    if model.capabilities.reconstructs and data.info.kind == "image":
         x = data.test.x[:RECON_EXAMPLES].to(device)
         recon = model.likelihood.mean(model.reconstruct_output(x))
         paths["reconstructions"] = figures.save_reconstruction_grid(x, recon, run_dir / "reconstructions.png")
     if (run_dir / OVER_TRAINING).is_file():  # written by the adversarial trainer's monitor
         paths["samples_over_training"] = run_dir / OVER_TRAINING
-    if hasattr(model, "encode_latent") and data.info.kind == "image":
+    if model.capabilities.latent_space and data.info.kind == "image":
         paths.update(figures.latent_figures(model, data.test.x.to(device), run_dir))
-    if hasattr(model, "figures"):
+    if model.capabilities.figures:
         paths.update(model.figures(run_dir, generator))
     return paths
 

@@ -1,84 +1,36 @@
 """Run specifications: what the user asks for, validated and resolved before anything runs.
 
-A run is (model, objective, dataset, seed, budget in steps, options). `RunConfig` is the
-user-facing form (from the CLI or a suite file); `resolve` checks every name and option
-against the registries and returns a `Run` with typed options, display labels and a
-`run_id` that is a hash of everything that changes the result (resume keys on it).
-`resolve_all` then checks what needs the dataset's size (`check_data`: batch
-size, FID sample counts) from its Header -- probed, not loaded -- so a run that would fail
-after training fails before any run starts, and `--dry-run` reports it.
+A run is (model, objective, dataset, seed, budget in steps, options). `RunConfig`
+(settings.py, where every run setting is declared) is the user-facing form, from the
+command line or a suite file; `resolve` checks every name and option against the
+registries and returns a `Run` with typed options, display labels and a `run_id` that is a
+hash of everything that changes the result (resume keys on it). `resolve_all` -- the one
+path for suite files and ad-hoc runs -- resolves every run, checks what needs the
+dataset's size (`check_data`: batch size, FID sample counts) from its Header -- probed,
+not loaded -- and refuses duplicates, so a run that would fail after training fails
+before any run starts, and `--dry-run` reports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from genbench.data.base import Header, parse_spec, probe_dataset
-from genbench.errors import ConfigError
+from genbench.errors import ConfigError, GenbenchError
+from genbench.harness.settings import RunConfig, run_config  # noqa: F401  (run_config: resolve_all's usual input)
 from genbench.kernels import resolve_backend
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
-from genbench.registry import DATASETS, MODELS, load_builtins
+from genbench.registry import DATASETS, MODELS
 from genbench.train import TRAINERS
 from genbench.train.batches import check_batch_size
 from genbench.utils.hashing import json_hash
 from genbench.utils.options import build_options, non_default_options
-
-MAX_STEPS = 10_000_000
-MAX_EVAL_SAMPLES = 1_000_000
-MAX_BATCH = 65_536  # eval_batch and iwae_k
-SEED_LIMIT = 2**32  # numpy's global seed (seed_everything) takes 0 .. 2**32 - 1
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    model: str  # registered model name (`genbench list models`)
-    dataset: str = "digits"  # dataset spec (`genbench list datasets`), e.g. "digits?size=32"
-    objective: str | None = None  # registered objective; None = the model's default
-    seed: int = 0  # seeds weights, batches, noise: fully determines a CPU run; 0 .. 2**32 - 1
-    steps: int = 500  # training budget in optimiser steps; 1 .. MAX_STEPS
-    # Training examples per step, 1 .. the training split's size: a larger one is refused
-    # before training (check_data), never clipped, so throughput counts what was processed.
-    batch_size: int = 64
-    lr: float = 1e-3  # Adam learning rate; finite, > 0
-    adam_beta1: float = 0.9  # Adam beta1; in [0, 1)
-    adam_beta2: float = 0.999  # Adam beta2; in [0, 1)
-    log_every: int = 10  # steps between train/* records (loss curves, gradient norms); >= 1
-    warmup_steps: int = 20  # first steps left out of the training throughput; >= 0
-    eval_batch: int = 256  # batch size for evaluation and sampling throughput; 1 .. MAX_BATCH
-    # Generated samples for sample-quality and coverage metrics (fix per suite); 1 .. MAX_EVAL_SAMPLES,
-    # and more than the extractor's feature dimensions where FID applies (check_data)
-    eval_samples: int = 2500
-    iwae_k: int = 64  # importance samples for the IWAE likelihood bound (latent-variable models); 1 .. MAX_BATCH
-    feature_extractor: Literal["auto", "genbench", "inception-v3"] = "auto"  # auto: inception-v3 iff feature_weights
-    feature_weights: str | None = None  # local InceptionV3 weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 = autocast (fp16 adds a grad scaler)
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
-    backend: Literal["auto", "triton", "torch"] = "auto"  # kernel backend (see genbench.kernels)
-    model_options: dict[str, Any] = field(default_factory=dict)  # the model's options dataclass
-    objective_options: dict[str, Any] = field(default_factory=dict)  # the objective's options
-    trainer_options: dict[str, Any] = field(default_factory=dict)  # the family trainer's options (e.g. GAN n_critic)
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "eval_batch", "eval_samples", "iwae_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        for name, most in (("steps", MAX_STEPS), ("eval_batch", MAX_BATCH), ("eval_samples", MAX_EVAL_SAMPLES),
-                           ("iwae_k", MAX_BATCH)):
-            if getattr(self, name) > most:
-                raise ValueError(f"{name} must be <= {most:,}")
-        if not 0 <= self.seed < SEED_LIMIT:
-            raise ValueError(f"seed must be between 0 and 2**32 - 1; got {self.seed}")
-        if self.warmup_steps < 0 or not 0 < self.lr < math.inf:
-            raise ValueError("warmup_steps must be >= 0 and lr a finite number > 0")
-        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
-            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +66,6 @@ def resolve_device(requested: str) -> torch.device:
 
 def resolve(config: RunConfig, suite: str | None = None) -> Run:
     """Validate every name and option of a run; raise ConfigError/UnknownNameError."""
-    load_builtins()
     spec: ModelSpec = MODELS.get(config.model)
     model_options = build_options(spec.options, config.model_options, f"model {config.model!r}")
     objective = objective_for(spec.family, config.objective or spec.default_objective)
@@ -180,26 +131,42 @@ def check_data(run: Run, headers: dict[str, Header]) -> None:
         check_fid_sizes(cfg.eval_samples, header.n_train, fid_dims(cfg.feature_extractor, cfg.feature_weights),
                         "eval_samples (--eval-samples)")
     if run.model_spec.trainer == "adversarial" and header.kind == "image":  # its stability monitor's FID
-        check_fid_sizes(run.trainer_options.eval_samples, header.n_train, fid_dims("genbench", None),
-                        "the trainer option eval_samples (--train-set eval_samples=N)")
+        check_fid_sizes(run.trainer_options.monitor_samples, header.n_train, fid_dims("genbench", None),
+                        "the trainer option monitor_samples (--train-set monitor_samples=N)")
 
 
-def resolve_all(configs: list[RunConfig], suite: str | None = None) -> list[Run]:
-    runs = [resolve(c, suite) for c in configs]
-    headers: dict[str, Header] = {}
-    for run in runs:
-        check_data(run, headers)
-    seen: dict[str, int] = {}
-    for i, run in enumerate(runs):
+def resolve_all(configs: list[RunConfig], suite: str | None = None, origins: list[str] | None = None,
+                source: str = "") -> list[Run]:
+    """Resolve every run, check what it needs of its dataset and refuse duplicates: the one
+    path for suite files and ad-hoc runs. With `origins` (per config, e.g. "[[grid]] entry 2")
+    and `source` ("Suite file PATH"), every message says where the failing run came from."""
+    places = origins or [f"Run {i + 1}" for i in range(len(configs))]
+    runs: list[Run] = []
+    seen: dict[str, str] = {}  # run_id -> the place that first gave it
+    headers: dict[str, Header] = {}  # each dataset probed once
+    for place, config in zip(places, configs):
+        run = resolve_checked(config, suite, headers, f"{source}, {place}" if origins else None)
         if run.run_id in seen:
-            raise ConfigError(
-                f"Runs {seen[run.run_id] + 1} and {i + 1} are identical ({run.model_label}, "
-                f"{run.objective_label}, {run.config.dataset}, seed {run.config.seed}); "
-                "remove one or change its seed."
-            )
-        seen[run.run_id] = i
+            raise ConfigError(f"{source + ': ' if source else ''}{seen[run.run_id]} and {place} both give the run "
+                              f"{run.model_label} / {run.objective_label} / {config.dataset} / seed {config.seed} "
+                              "(options at their defaults count as unset); remove one, or change its seed or options.")
+        seen[run.run_id] = place
+        runs.append(run)
     return runs
 
 
-def run_config(values: dict[str, Any], context: str) -> RunConfig:
-    return build_options(RunConfig, values, context)
+def resolve_checked(config: RunConfig, suite: str | None, headers: dict[str, Header], where: str | None) -> Run:
+    """resolve + check_data; an error names `where` the config came from (when given) and the run."""
+    try:
+        run = resolve(config, suite)
+        check_data(run, headers)
+    except GenbenchError as exc:
+        if where is None:
+            raise
+        raise type(exc)(f"{where} ({describe_config(config)}): {exc}") from None
+    return run
+
+
+def describe_config(config: RunConfig) -> str:
+    objective = f"objective {config.objective!r}" if config.objective else "the model's default objective"
+    return f"model {config.model!r}, {objective}, dataset {config.dataset!r}, seed {config.seed}"

@@ -1,8 +1,9 @@
 """Result records: long-format JSON lines, appended atomically.
 
-Schema (version 1), one JSON object per line, every field present (None when unknown):
+A record (in memory, and as `read_records` and `load_frame` return it) has every field
+below (None when unknown):
 
-  schema_version  int      1
+  schema_version  int      2 (files written before this layout say 1; both are read)
   run_id          str      hash of the run's full spec (model, options, objective,
                            dataset, seed, budget, precision, device, backend)
   attempt         str      one id per execution of a run; a rerun after a kill is a new
@@ -25,10 +26,22 @@ Schema (version 1), one JSON object per line, every field present (None when unk
   provenance      dict     what else makes the number comparable: sample counts,
                            conventions, seeds, quantiles, artefact paths ...
 
-Run-level records have step None. Status records: `run/diverged` (1.0 or 0.0; the
-step and reason in provenance `at_step`, `reason`) and `run/complete` (always the last
-record of an attempt; its provenance holds artefact paths, kernel backends, the dataset's
-provenance and the full run config).
+Run-level records have step None. Status records: `run/start` (the first record of an
+attempt), `run/diverged` (1.0 or 0.0; the step and reason in provenance `at_step`,
+`reason`) and `run/complete` (always the last record of an attempt; its provenance holds
+artefact paths, kernel backends, the dataset's provenance and the full run config).
+
+On disk (schema 2): the fields that describe the run rather than the number (SHARED:
+schema_version aside, suite, model, objective, dataset, seed, backend, device, precision,
+versions, git_commit) are written once per attempt, in its `run/start` line; the attempt's
+other lines carry run_id, attempt, step, metric, value, unit, timestamp and provenance
+only, and the reader fills the rest in from that `run/start`. Files of schema 1 (every
+field on every line) and lines written whole (kernel benchmarks) read the same way. Plain
+pandas reads the file too (`pandas.read_json(path, lines=True)`: run/start rows carry the
+shared columns, join them to the other rows on run_id and attempt); `load_frame` does it.
+
+Committed results may be gzipped (`results.jsonl.gz`): every reader takes a folder and
+reads `results.jsonl.gz` then `results.jsonl` there (new records always go to the latter).
 
 Appending: each batch of lines goes out in one os.write on a file opened with O_APPEND,
 so a killed process leaves whole lines; a truncated last line (power loss, full disk)
@@ -40,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import json
 import math
 import os
@@ -53,8 +67,11 @@ import pandas as pd
 
 from genbench.errors import GenbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 RESULTS_FILE = "results.jsonl"
+ARCHIVE_FILE = "results.jsonl.gz"  # committed results, gzipped; read before RESULTS_FILE
+START_METRIC = "run/start"
 COMPLETE_METRIC = "run/complete"
 DIVERGED_METRIC = "run/diverged"
 PROBE_SUFFIX = ".probe"  # check_writable's temporary file
@@ -64,6 +81,9 @@ FIELDS = (
     "step", "metric", "value", "unit", "backend", "device", "precision", "versions",
     "git_commit", "timestamp", "provenance",
 )
+# Written once per attempt (in its run/start line) when an attempt's records are compact.
+SHARED_FIELDS = ("suite", "model", "objective", "dataset", "seed", "backend", "device", "precision", "versions",
+                 "git_commit")
 
 
 def validate_record(record: dict[str, Any]) -> None:
@@ -72,8 +92,8 @@ def validate_record(record: dict[str, Any]) -> None:
     extra = [f for f in record if f not in FIELDS]
     if missing or extra:
         raise ValueError(f"record fields: missing {missing}, unexpected {extra}")
-    if type(record["schema_version"]) is not int or record["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {short(record['schema_version'])} != {SCHEMA_VERSION}")
+    if type(record["schema_version"]) is not int or record["schema_version"] not in READABLE_VERSIONS:
+        raise ValueError(f"schema_version {short(record['schema_version'])} is not one of {READABLE_VERSIONS}")
     if record["value"] is not None and not is_number(record["value"], float):
         raise ValueError(f"value must be a number or None, got {short(record['value'])}")
     for key in ("run_id", "attempt", "model", "objective", "dataset", "metric", "unit"):
@@ -114,8 +134,11 @@ def sanitize_value(value: Any, provenance: dict[str, Any]) -> float | None:
     return None
 
 
-def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+def append_records(path: str | Path, records: Iterable[dict[str, Any]], compact: bool = False) -> None:
     """Validate and append records as whole lines in one write.
+
+    compact: write SHARED_FIELDS only in `run/start` lines; the caller guarantees its
+    attempt's run/start is in the file already or earlier in this batch (RunRecorder does).
 
     A write that fails (full disk, quota, I/O error) leaves the file as it was before this
     batch and ends with a GenbenchError: the records written earlier stay readable, and a
@@ -124,6 +147,8 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     lines = []
     for record in records:
         validate_record(record)
+        if compact and record["metric"] != START_METRIC:
+            record = {k: v for k, v in record.items() if k not in SHARED_FIELDS}
         lines.append(json.dumps(record, allow_nan=False, separators=(",", ":"), default=str) + "\n")
     if not lines:
         return
@@ -244,25 +269,34 @@ def write_text_atomic(path: Path, text: str, option: str = "--out DIR") -> None:
         raise GenbenchError(unwritable_message(path, exc, outcome, option)) from None
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """All records in a results file, each checked against the schema; a torn last line
-    (no newline: an interrupted write) is warned about and skipped, any other bad line is
-    a GenbenchError naming the file and the line. The file is never changed."""
+def record_files(path: str | Path) -> list[Path]:
+    """The files a results folder's records are in (archive first), or [path] for a file."""
     path = Path(path)
-    if not path.is_file():
-        raise GenbenchError(f"No result records at {path}: run `genbench run ... --out {path.parent}` first.")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GenbenchError(f"Cannot read {path}: {exc.strerror or exc}. Make it readable "
-                            f"(e.g. `chmod u+r {path}`) or pass another results folder.") from None
+    if path.is_dir():
+        files = [path / ARCHIVE_FILE, path / RESULTS_FILE]
+        return [f for f in files if f.is_file()] or [path / RESULTS_FILE]
+    return [path]
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """All records in a results folder (results.jsonl.gz, then results.jsonl) or one file
+    (.jsonl or .jsonl.gz), each checked against the schema; compact lines get their
+    attempt's shared fields back. A torn last line (no newline: an interrupted write) is
+    warned about and skipped, any other bad line is a GenbenchError naming the file and the
+    line. Files are never changed."""
+    headers: dict[tuple[str, str], dict[str, Any]] = {}  # (run_id, attempt) -> its run/start record
+    return [record for file in record_files(path) for record in read_file_records(file, headers)]
+
+
+def read_file_records(path: Path, headers: dict) -> list[dict[str, Any]]:
+    raw = read_raw(path)
     lines = raw.split(b"\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(parse_record(line))
+            records.append(parse_record(line, headers))
         except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             if number == len(lines) and not raw.endswith(b"\n"):
                 warnings.warn(f"{path}: ignoring a truncated last line (an interrupted write).")
@@ -275,20 +309,52 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_raw(path: Path) -> bytes:
+    """The file's bytes (decompressed when gzipped), or a GenbenchError saying why not."""
+    if not path.is_file():
+        raise GenbenchError(f"No result records at {path}: run `genbench run ... --out {path.parent}` first.")
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except OSError as exc:  # gzip.BadGzipFile is an OSError
+        if isinstance(exc, gzip.BadGzipFile) or exc.errno is None:
+            raise GenbenchError(f"{path} is not a readable gzip file ({exc}): the archive is corrupt. Restore it "
+                                "from version control, or move it aside.") from None
+        raise GenbenchError(f"Cannot read {path}: {exc.strerror or exc}. Make it readable "
+                            f"(e.g. `chmod u+r {path}`) or pass another results folder.") from None
+    except EOFError:
+        raise GenbenchError(f"{path} ends early (a truncated gzip file): restore it from version control, "
+                            "or move it aside.") from None
+
+
 # A JSON escape of a UTF-16 surrogate: paired ones decode to one character, lone ones
 # give a str that cannot be written out as UTF-8 (the report would fail on it).
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def parse_record(line: bytes) -> dict[str, Any]:
-    """One line as a record; ValueError (or RecursionError) when it is not one."""
+def parse_record(line: bytes, headers: dict | None = None) -> dict[str, Any]:
+    """One line as a record; ValueError (or RecursionError) when it is not one. A compact
+    line (schema 2, no shared fields) takes them from its attempt's run/start in `headers`."""
     record = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
     if not isinstance(record, dict):
         raise ValueError(f"{JSON_KINDS.get(type(record), 'a value')} where a record object belongs")
     if SURROGATE_ESCAPE.search(line):
         json.dumps(record, ensure_ascii=False).encode("utf-8")
+    if headers is not None and record.get("schema_version") == 2 and "model" not in record:
+        record = with_shared_fields(record, headers)
     validate_record(record)
+    if headers is not None and record["metric"] == START_METRIC:
+        headers[(record["run_id"], record["attempt"])] = record
     return record
+
+
+def with_shared_fields(record: dict[str, Any], headers: dict) -> dict[str, Any]:
+    key = (record.get("run_id"), record.get("attempt"))
+    start = headers.get(key) if all(isinstance(k, str) for k in key) else None
+    if start is None:
+        raise ValueError(f"a compact record of run {short(key[0])}, attempt {short(key[1])}, before (or "
+                         f"without) its {START_METRIC} line")
+    return {**{k: start[k] for k in SHARED_FIELDS}, **record}
 
 
 JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number",
@@ -320,8 +386,9 @@ def completed_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def completed_run_ids(path: str | Path) -> set[str]:
-    path = Path(path)
-    if not path.is_file():
+    """run_ids with a completed attempt in a results folder (or file); empty if it has none."""
+    files = record_files(path)
+    if not any(f.is_file() for f in files):
         return set()
     return {r["run_id"] for r in read_records(path) if r.get("metric") == COMPLETE_METRIC}
 
@@ -331,10 +398,10 @@ def load_frame(paths: Iterable[str | Path]) -> pd.DataFrame:
     records: list[dict[str, Any]] = []
     for p in paths:
         p = Path(p)
-        file = p / RESULTS_FILE if p.is_dir() else p
-        for r in completed_records(read_records(file)):
-            r["source_dir"] = str(file.parent)
-            records.append(r)
+        for r in completed_records(read_records(p)):
+            if r["metric"] != START_METRIC:  # its fields are on every record now
+                r["source_dir"] = str(p if p.is_dir() else p.parent)
+                records.append(r)
     if not records:
         raise GenbenchError(
             "No completed runs in " + ", ".join(map(str, paths)) + ": every run there was "

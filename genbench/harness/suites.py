@@ -27,9 +27,10 @@ A suite file has four top-level keys, all optional but one of `runs`/`grid`:
     [grid.per_objective.wgan]            # only the runs of objective "wgan"
     trainer_options = { n_critic = 5 }
 
-Keys of `[defaults]`, `[[runs]]` and `[[grid]]` are the fields of `RunConfig`
-(genbench/harness/spec.py: model, dataset, objective, seed, steps, batch_size, lr, ...,
-model_options, objective_options, trainer_options) plus `seeds`; a grid also takes
+Keys of `[defaults]`, `[[runs]]` and `[[grid]]` are the run settings, the fields of
+`RunConfig` (genbench/harness/settings.py, where each is declared with its type, default
+and range: model, dataset, objective, seed, steps, batch_size, lr, ..., model_options,
+objective_options, trainer_options) plus `seeds`; a grid also takes
 `per_model` and `per_objective`. Only the grid axes -- dataset, model, objective, steps,
 precision and seeds -- take lists. A grid crosses them in that order (dataset outermost,
 seed innermost); `[[runs]]` entries come first in file order, then `[[grid]]` entries.
@@ -40,11 +41,15 @@ over the entry's, so it only has to name what differs.
 
 Validation happens on load, before any run starts, so a typo in the 12th run cannot
 waste the first eleven: unknown keys (with the closest valid key suggested), TOML value
-types (an integer where one is expected, not a string), value ranges, and then every
-expanded run is resolved against the registries -- model, objective and dataset names
-(with suggestions), model/objective/trainer/dataset options -- checked against its
-dataset's size (spec.check_data: batch size, FID sample counts) and for duplicates. Every
-message names the file, the entry and the key.
+types (an integer where one is expected, not a string), value ranges (each setting's
+declared range: settings.check_setting, what RunConfig itself checks), and then every
+expanded run goes through spec.resolve_all, as an ad-hoc run from the command line does:
+model, objective and dataset names (with suggestions), model/objective/trainer/dataset
+options, its dataset's size (spec.check_data: batch size, FID sample counts), duplicates.
+Every message names the file, the entry and the key.
+
+`genbench run --suite S` with run-setting flags (e.g. --device cuda) applies them to every
+run of the suite, over the file's values (`overrides` below).
 
 Suite files in genbench/suites/ are registered by file name; any other path works too.
 """
@@ -61,8 +66,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genbench.errors import ConfigError, GenbenchError
-from genbench.data.base import Header
-from genbench.harness.spec import Run, RunConfig, check_data, resolve, run_config
+from genbench.harness.settings import SETTING_TYPES, SETTINGS, RunConfig, check_setting, run_config
+from genbench.harness.spec import Run, resolve_all
 from genbench.registry import SUITES
 
 if sys.version_info >= (3, 11):
@@ -72,13 +77,10 @@ else:  # pragma: no cover
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_KEYS = ("description", "defaults", "runs", "grid")
-RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)) + ("seeds",)
+RUN_KEYS = tuple(SETTINGS) + ("seeds",)  # the run settings, and seeds: one run per seed
 GRID_AXES = ("dataset", "model", "objective", "steps", "precision")  # crossed in this order, then seeds
 PER_KEYS = ("per_model", "per_objective")  # grid only: option tables for one model / objective
 OPTION_TABLES = ("model_options", "objective_options", "trainer_options")
-MIN_VALUE = {"steps": 1, "batch_size": 1, "log_every": 1, "eval_batch": 1, "eval_samples": 1, "iwae_k": 1,
-             "warmup_steps": 0, "seed": 0}
-_HINTS = typing.get_type_hints(RunConfig)
 
 
 @dataclass(frozen=True)
@@ -101,28 +103,38 @@ def _register_builtin_suites() -> None:
         SUITES.register(path.stem, SuiteFile(path.stem, path))
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """A registered suite name, or a path to a TOML suite file; validated and resolved."""
+def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Suite:
+    """A registered suite name, or a path to a TOML suite file; validated and resolved.
+    `overrides` (run settings from the command line) replace the file's values in every run."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.is_file():
         if not path.is_file():
             problem = "is not a file" if path.exists() else "does not exist"
             raise ConfigError(f"Suite file {path} {problem}. Give an existing .toml file or a suite name "
                               "from `genbench list suites`.")
-        return parse_suite(path.stem, path)
+        return parse_suite(path.stem, path, overrides)
     entry: SuiteFile = SUITES.get(name_or_path)
-    return parse_suite(entry.name, entry.path)
+    return parse_suite(entry.name, entry.path, overrides)
 
 
-def parse_suite(name: str, path: Path) -> Suite:
+def parse_suite(name: str, path: Path, overrides: dict[str, Any] | None = None) -> Suite:
     """Read, expand and fully validate a suite file: every run is resolved here."""
-    suite = read_suite(name, path)
-    return dataclasses.replace(suite, resolved=check_runs(suite, path))
+    suite = read_suite(name, path, overrides)
+    resolved = resolve_all(suite.runs, suite.name, suite.origins, f"Suite file {path}")
+    return dataclasses.replace(suite, resolved=resolved)
+
+
+def command_line_runs(settings: dict[str, Any], seeds: int) -> list[Run]:
+    """`genbench run --model M ...`: the run settings given, seeds 0..seeds-1, expanded and
+    resolved as a suite's [[runs]] entry is (its records name no suite)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: give a number of seeds >= 1 (runs seeds 0..K-1).")
+    return resolve_all(expand_runs_entry({**settings, "seeds": list(range(seeds))}, "The command line"))
 
 
 # ---- reading and expanding (structure and types; no registry look-ups) ----
 
-def read_suite(name: str, path: Path) -> Suite:
+def read_suite(name: str, path: Path, overrides: dict[str, Any] | None = None) -> Suite:
     """The suite's runs, with keys, types and ranges checked (cheap: `list suites` uses it)."""
     data = _load_toml(path)
     check_keys(data, TOP_KEYS, f"Suite file {path}, top level")
@@ -133,7 +145,7 @@ def read_suite(name: str, path: Path) -> Suite:
     for table, expand in (("runs", expand_runs_entry), ("grid", expand_grid_entry)):
         for i, entry in enumerate(_entries(data, table, path), 1):
             origin = f"[[{table}]] entry {i}"
-            configs = expand({**defaults, **entry}, f"Suite file {path}, {origin}")
+            configs = expand({**defaults, **entry, **(overrides or {})}, f"Suite file {path}, {origin}")
             runs += configs
             origins += [origin] * len(configs)
     if not runs:
@@ -200,28 +212,26 @@ def check_entry(values: dict[str, Any], allowed: tuple[str, ...], axes: tuple[st
 
 
 def check_seeds(seeds: Any, where: str) -> None:
-    ok = isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)
+    """A non-empty list of distinct integers, each a valid `seed`."""
+    ok = isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)
     if not ok or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}, key 'seeds': must be a non-empty list of distinct integers >= 0, "
                           f"e.g. seeds = [0, 1, 2]; got {seeds!r}.")
+    for seed in seeds:
+        check_setting("seed", seed, f"{where}, key 'seeds'")
 
 
 def check_value(key: str, value: Any, where: str) -> None:
-    """TOML has types: a quoted number or a list where one value belongs is a mistake, not input to coerce."""
-    annotation = _HINTS[key]
+    """TOML has types: a quoted number or a list where one value belongs is a mistake, not input
+    to coerce. Choices and ranges are the setting's own (settings.check_setting)."""
+    annotation = SETTING_TYPES[key]
+    if value is None and type(None) in typing.get_args(annotation):  # TOML has no None; --objective none
+        return
     kind, example, ok = _expected_type(annotation, value)
     if not ok:
         raise ConfigError(f"{where}, key {key!r}: must be {kind}; got {value!r} ({_toml_kind(value)}). "
                           f"Write it as e.g. {key} = {example}.")
-    if typing.get_origin(annotation) is Literal and value not in typing.get_args(annotation):
-        choices = ", ".join(repr(c) for c in typing.get_args(annotation))
-        raise ConfigError(f"{where}, key {key!r}: must be one of {choices}; got {value!r}.")
-    low = MIN_VALUE.get(key)
-    if low is not None and value < low:
-        raise ConfigError(f"{where}, key {key!r}: must be an integer >= {low}; got {value!r}.")
-    if key == "lr" and value <= 0 or key.startswith("adam_beta") and not 0 <= value < 1:
-        raise ConfigError(f"{where}, key {key!r}: out of range ({'lr > 0' if key == 'lr' else '0 <= beta < 1'}); "
-                          f"got {value!r}.")
+    check_setting(key, value, f"{where}, key {key!r}")
 
 
 def _expected_type(annotation: Any, value: Any) -> tuple[str, str, bool]:
@@ -311,36 +321,6 @@ def expand_seeds(values: dict[str, Any], context: str) -> list[RunConfig]:
     return [run_config({**values, "seed": s}, context) for s in seeds]
 
 
-# ---- resolving (registry names, options, duplicates) ----
-
-def check_runs(suite: Suite, path: Path) -> list[Run]:
-    """Resolve every run now, so a bad name or option anywhere fails before the first run starts."""
-    runs: list[Run] = []
-    seen: dict[str, int] = {}
-    headers: dict[str, Header] = {}  # each dataset probed once
-    for i, (config, origin) in enumerate(zip(suite.runs, suite.origins)):
-        where = f"Suite file {path}, {origin} ({describe_config(config)})"
-        try:
-            run = resolve(config, suite.name)
-            check_data(run, headers)
-        except GenbenchError as exc:
-            raise type(exc)(f"{where}: {exc}") from None
-        if run.run_id in seen:
-            first = seen[run.run_id]
-            raise ConfigError(f"Suite file {path}: {suite.origins[first]} and {origin} both give the run "
-                              f"{run.model_label} / {run.objective_label} / {config.dataset} / seed {config.seed} "
-                              "(options at their defaults count as unset); remove one, or change its seed or "
-                              "options.")
-        seen[run.run_id] = i
-        runs.append(run)
-    return runs
-
-
-def describe_config(config: RunConfig) -> str:
-    objective = f"objective {config.objective!r}" if config.objective else "the model's default objective"
-    return f"model {config.model!r}, {objective}, dataset {config.dataset!r}, seed {config.seed}"
-
-
 # ---- what the CLI shows ----
 
 def suite_listing() -> str:
@@ -360,9 +340,9 @@ def suite_listing() -> str:
 
 def describe_plan(runs: list[Run], out_dir: Path) -> str:
     """`genbench run --dry-run`: one line per planned run and whether resume would skip it."""
-    from genbench.harness.store import RESULTS_FILE, completed_run_ids
+    from genbench.harness.store import completed_run_ids
 
-    done = completed_run_ids(out_dir / RESULTS_FILE)
+    done = completed_run_ids(out_dir)
     header = ("#", "model", "objective", "dataset", "seed", "steps", "precision", "status")
     rows = [header] + [
         (str(i), r.model_label, r.objective_label, r.config.dataset, str(r.config.seed), str(r.config.steps),

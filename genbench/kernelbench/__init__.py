@@ -155,6 +155,16 @@ def selected_providers(bench, selection: Selection) -> dict:
             if not selection.providers or name in selection.providers}
 
 
+def describe_selection(selection: Selection) -> str:
+    """`genbench kernels --dry-run`: what a timing run of this selection would time (no GPU needed)."""
+    lines = []
+    for bench, cases in selected_benches(selection):
+        providers = ", ".join(selected_providers(bench, selection))
+        lines.append(f"{bench.op}: {len(cases)} case(s) x {providers} x modes {', '.join(bench.modes)}")
+        lines += [f"  {case_name(c)}" for c in cases]
+    return "\n".join(lines)
+
+
 def is_own_provider(provider: str) -> bool:
     """genbench's kernels ("triton", "triton_<variant>"): the providers the regression gate covers."""
     return provider == "triton" or provider.startswith("triton_")

@@ -19,7 +19,7 @@ the 16x16 one also with q, k, v as views of one (B, S, 3, H, D) projection (vari
 fp32 as the fp32 models run it (the kernel's exact IEEE path; SDPA and eager under torch's
 TF32 flags as they stand).
 
-Useful FLOPs (KERNELS.md convention): forward 4·B·H·S²·D (q·kᵀ and p·v), backward 2.5x
+Useful FLOPs (docs/kernels.md, Measurement conventions): forward 4·B·H·S²·D (q·kᵀ and p·v), backward 2.5x
 forward (10·B·H·S²·D), forward+backward 14·B·H·S²·D. Recomputation is not counted (the
 kernel executes 14·B·H·S²·D in backward: see genbench.kernels.attention).
 

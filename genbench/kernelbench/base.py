@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from genbench.harness.recorder import environment_fields, make_record
+from genbench import registry
 from genbench.registry import Registry
 from genbench.utils.hashing import json_hash
 from genbench.values import declare_values
@@ -128,7 +129,7 @@ class OpBench:
         return "fwd_bwd" if "fwd_bwd" in self.modes else self.modes[-1]
 
 
-BENCHES: Registry[OpBench] = Registry("kernel benchmarks")
+BENCHES: Registry[OpBench] = registry.BENCHES  # `genbench list benches`
 
 # What bench_records writes per case x provider x mode (genbench/values.py); op, provider and
 # case are the records' model, objective and dataset.
@@ -142,8 +143,7 @@ declare_values("kernel-bench", {
 }, conditions=("method", "measured", "bytes", "flops", "examples", "case_allow_tf32"),
    outcomes=("q20_ms", "q80_ms", "cudagraph_ms", "cudagraph_error", "cudagraph_method", "copy_bandwidth_gbps",
              "fraction_of_copy_bw", "tflops", "matmul_peak_tflops", "fraction_of_matmul_peak", "matmul_allow_tf32",
-             "error", "failed_in", "kernel_backends"),
-   summary="kernel benchmarks: time, bandwidth, throughput and peak memory per op, provider, case and mode")
+             "error", "failed_in", "kernel_backends"))
 
 
 def seeded_generator(device, seed: int):

@@ -212,9 +212,9 @@ def example_calls(op: str) -> list[tuple[str, Any]]:
     TF32 off (the tests' setting) and on (torch's default for cuDNN, which conv follows)."""
     import torch
 
-    from genbench.registry import KERNELS, load_builtins
+    import genbench.kernels  # noqa: F401  (registers the ops)
+    from genbench.registry import KERNELS
 
-    load_builtins()
     kernel_op = KERNELS.get(op)
     calls = []
     for dtype_name in EXAMPLE_DTYPES:

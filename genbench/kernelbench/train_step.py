@@ -11,6 +11,9 @@ run`), so the figure is the harness's training throughput without its data loadi
              the ELBO: train/single.py's SingleStep (autocast for bf16, loss, backward,
              global gradient norm, Adam step) on 32x32x3 synthetic images, fp32 and bf16
              (autocast, as --precision bf16).
+  ddpm-unet  DDPM's U-Net (models/unet.py at its defaults: 64 channels, attention at 16x16
+             and in the middle block; GroupNorm+SiLU and attention through the kernels) with
+             L_simple, the same SingleStep, batch 64 on 32x32x3, fp32 and bf16.
 Models are built as the runner builds them (genbench.models.build_model(spec, options,
 data_info, backend, objective) after seeding torch with the run seed); the data are
 uniform random 8-bit images in the harness layout ([-1, 1], N = 4 batches), on the device.
@@ -40,12 +43,14 @@ from genbench.utils.pixels import uint8_to_images
 from genbench.kernelbench.base import BENCHES, Case, OpBench, Workload
 
 BATCH = 128
+UNET_BATCH = 64  # the U-Net's step is ~10x a VAE's: a smaller batch keeps a case's timing under a few seconds
 TRAIN_BATCHES = 4  # synthetic training set: this many batches of examples
 SEED = 0
 # variant -> (registered model, model options, run lr, trainer options)
 MODELS: dict[str, tuple[str, dict[str, Any], float, dict[str, Any]]] = {
     "gan-dcgan": ("gan", {"arch": "dcgan"}, 2e-4, {}),  # Radford et al. 2016: lr 2e-4, beta1 0.5 (trainer default)
     "vae-conv": ("vae", {"arch": "conv"}, 1e-3, {}),
+    "ddpm-unet": ("ddpm", {}, 2e-4, {}),  # Ho et al. 2020: lr 2e-4; the U-Net at its defaults (64 ch at 32 px)
 }
 PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 BACKENDS = {"triton": "triton", "eager": "torch"}  # provider -> model backend
@@ -61,7 +66,9 @@ def image_case(variant: str, batch: int, channels: int, size: int, dtype: torch.
 def cases() -> list[Case]:
     return [image_case("gan-dcgan", BATCH, 3, 64, torch.float32),
             image_case("vae-conv", BATCH, 3, 32, torch.float32),
-            image_case("vae-conv", BATCH, 3, 32, torch.bfloat16)]
+            image_case("vae-conv", BATCH, 3, 32, torch.bfloat16),
+            image_case("ddpm-unet", UNET_BATCH, 3, 32, torch.float32),
+            image_case("ddpm-unet", UNET_BATCH, 3, 32, torch.bfloat16)]
 
 
 def examples(case: Case) -> int:
@@ -91,16 +98,14 @@ def training_step(case: Case, backend: str, device: str | torch.device = "cuda",
                   model_options: dict[str, Any] | None = None) -> TrainStep:
     """The case's model built for `backend` ("triton", "torch", "auto") on `device`, with
     its trainer's step. model_options override the variant's (tests: a smaller width)."""
-    from genbench.harness.spec import RunConfig
+    from genbench.harness.settings import RunConfig
     from genbench.kernels import resolve_backend
     from genbench.models import build_model
     from genbench.objectives.base import objective_for
     from genbench.registry import MODELS as MODEL_SPECS
-    from genbench.registry import load_builtins
     from genbench.train import TRAINERS, TrainContext
     from genbench.utils.options import build_options
 
-    load_builtins()
     device = torch.device(device)
     name, options, lr, trainer_values = MODELS[case.variant]
     spec = MODEL_SPECS.get(name)
@@ -177,8 +182,11 @@ def workload(provider: str):
 
 # 8 px: one transposed convolution in G / the decoder (the interpreter runs each program in turn)
 CHECK_CASES = (Case({"B": 2, "C": 3, "H": 8, "W": 8}, torch.float32, "gan-dcgan"),  # IEEE fp32: see check()
-               Case({"B": 2, "C": 1, "H": 8, "W": 8}, torch.float32, "vae-conv"))
-CHECK_OPTIONS = {"gan-dcgan": {"width": 8, "latent_dim": 8}, "vae-conv": {"channels": 8, "latent_dim": 4}}
+               Case({"B": 2, "C": 1, "H": 8, "W": 8}, torch.float32, "vae-conv"),
+               Case({"B": 2, "C": 1, "H": 8, "W": 8}, torch.float32, "ddpm-unet"))
+CHECK_OPTIONS = {"gan-dcgan": {"width": 8, "latent_dim": 8}, "vae-conv": {"channels": 8, "latent_dim": 4},
+                 "ddpm-unet": {"channels": 8, "groups": 4, "channel_mult": (1, 2), "num_res_blocks": 1,
+                               "attention_resolutions": (4,), "dropout": 0.0}}
 
 
 def check() -> list[dict]:

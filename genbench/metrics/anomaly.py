@@ -32,14 +32,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 from genbench.data import load_dataset  # the package: registers every dataset source
 from genbench.utils.pixels import float01_to_images
 from genbench.metrics.base import EVAL_SEED, EvalContext, MetricValue, register_metric
 from genbench.metrics.likelihood import applies as likelihood_applies
-from genbench.metrics.likelihood import estimator_provenance, nll_per_example
+from genbench.metrics.likelihood import ESTIMATOR_CONDITIONS, estimator_provenance, nll_per_example
 from genbench.registry import DATASETS
 
 PROTOCOL = ("Nalisnick et al. 2019: score = NLL per example, in-distribution test = negatives, "
@@ -47,10 +49,12 @@ PROTOCOL = ("Nalisnick et al. 2019: score = NLL per example, in-distribution tes
 
 
 def auroc(negatives: torch.Tensor, positives: torch.Tensor) -> float:
-    """Area under the ROC curve for scores where positives should score higher: the
-    Mann-Whitney U statistic of the positives divided by n_pos * n_neg, with tied pairs
-    counted half (Hanley & McNeil 1982). Exact, in float64, via mid-ranks: 1.0 = every
-    positive above every negative, 0.0 = the reverse, 0.5 = no separation."""
+    """Area under the ROC curve for scores where positives should score higher
+    (sklearn.metrics.roc_auc_score): the Mann-Whitney U statistic of the positives divided
+    by n_pos * n_neg, with tied pairs counted half (Hanley & McNeil 1982). 1.0 = every
+    positive above every negative, 0.0 = the reverse, 0.5 = no separation. The area
+    depends on the scores' order alone, so they go in as ranks (tied scores share one):
+    an infinite NLL then ranks last instead of being refused as a non-finite score."""
     neg = torch.as_tensor(negatives, dtype=torch.float64).flatten().cpu()
     pos = torch.as_tensor(positives, dtype=torch.float64).flatten().cpu()
     if neg.numel() == 0 or pos.numel() == 0:
@@ -58,12 +62,9 @@ def auroc(negatives: torch.Tensor, positives: torch.Tensor) -> float:
     scores = torch.cat([neg, pos])  # (n_neg + n_pos,)
     if torch.isnan(scores).any():
         raise ValueError("AUROC scores contain NaN")
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    last = counts.cumsum(0).to(torch.float64)  # 1-based rank of each tie group's last member
-    mid_ranks = (last - (counts - 1) / 2)[inverse]  # (n_neg + n_pos,) tied scores share the mean rank
-    n_pos, n_neg = pos.numel(), neg.numel()
-    u = mid_ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2  # pairs (pos, neg) with pos above, ties half
-    return float(u / (n_pos * n_neg))
+    ranks = torch.unique(scores, sorted=True, return_inverse=True)[1]  # (n_neg + n_pos,)
+    labels = np.concatenate([np.zeros(neg.numel()), np.ones(pos.numel())])
+    return float(roc_auc_score(labels, ranks.numpy()))
 
 
 def match_channels(x: torch.Tensor, channels: int) -> tuple[torch.Tensor, str | None]:
@@ -150,7 +151,7 @@ def ood_sets(own: str) -> list[OODSet]:
 
 def applies(model, info) -> bool:
     return (info.kind == "image" and embedded(info.name) and likelihood_applies(model, info)
-            and not getattr(model, "class_conditional", False))
+            and not model.class_conditional)
 
 
 @dataclass(frozen=True)
@@ -195,9 +196,22 @@ def ood_values(ctx: EvalContext, ood: OODSet, id_scores: torch.Tensor, base: dic
             MetricValue(f"anomaly/ood_{scale.key}@{ood.name}", mean_ood, scale.unit, prov)]
 
 
+ANOMALY_VALUES = {
+    "anomaly/auroc@*": ("higher", "AUROC", "AUROC of the NLL telling the other dataset (name after @) from the "
+                                           "test split; below 0.5 it gets the higher likelihood"),
+    "anomaly/id_bpd": ("lower", "bits/dim", "mean score of the model's own test split (equals test/nll_bpd)"),
+    "anomaly/id_nll": ("lower", "nats/example", "mean score of the model's own test split (equals test/nll)"),
+    "anomaly/ood_*@*": ("neither", "*", "mean score of the other dataset: it should be high, not low"),
+}
+
+
 @register_metric("anomaly", applies,
                  "likelihood OOD detection: AUROC of test NLL vs other embedded image datasets "
-                 "(Nalisnick et al. 2019; unconditional models)")
+                 "(Nalisnick et al. 2019; unconditional models)",
+                 values=ANOMALY_VALUES, section="Anomaly detection by likelihood",
+                 conditions=(*ESTIMATOR_CONDITIONS, "n_id", "n_ood", "split", "score", "protocol", "ood_dataset",
+                             "ood_content_hash", "ood_subset", "conversion"),
+                 outcomes=("assigns_higher_likelihood_to_ood",))
 @torch.no_grad()
 def anomaly(ctx: EvalContext) -> list[MetricValue]:
     model, info = ctx.model, ctx.dataset.info

@@ -1,8 +1,8 @@
 """Autoregressive samplers side by side: the speed of each way of drawing from one model,
 and whether they draw the same samples.
 
-Applies to models with `sampler_names` (a tuple; the first is the reference, e.g. ("naive",
-"cached")) and `sample_with(n, generator, sampler)`, which must give identical samples for
+Applies to models declaring ar_samplers (genbench/models/base.py): `sampler_names` (a tuple;
+the first is the reference, e.g. ("naive", "cached")) and `sample_with(n, generator, sampler)`, which must give identical samples for
 the same generator whichever sampler runs: PixelCNN (re-running the network per pixel vs
 caching the vertical stack per row), WaveNet (re-running it per step vs Fast WaveNet
 queues). Whatever the model, the quantity is the same: samples/s of each sampler on the
@@ -40,8 +40,7 @@ TIME_BUDGET_S = 10.0  # a sampler's timed calls stop once they have taken this l
 
 
 def applies(model, info) -> bool:
-    names = getattr(model, "sampler_names", None)
-    return callable(getattr(model, "sample_with", None)) and isinstance(names, tuple) and len(names) >= 2
+    return model.capabilities.ar_samplers
 
 
 @torch.no_grad()
@@ -93,8 +92,18 @@ def samplers_to_values(names: tuple[str, ...], rates: dict[str, float], timings:
     return values
 
 
+AR_SAMPLER_VALUES = {
+    f"{PREFIX}samples_per_s@*": ("higher", "samples/s", "samples per second of the sampler named after @"),
+    f"{PREFIX}speedup@*": ("higher", "ratio", "that sampler's samples/s over the reference sampler's"),
+    f"{PREFIX}identical": ("higher", "bool", "1 when every sampler drew the reference's samples exactly"),
+}
+
+
 @register_metric("ar_samplers", applies,
-                 "autoregressive samplers side by side (naive vs cached): samples/s, speedup, identical samples")
+                 "autoregressive samplers side by side (naive vs cached): samples/s, speedup, identical samples",
+                 values=AR_SAMPLER_VALUES, section="Autoregressive samplers",
+                 conditions=("n", "sampler", "samplers", "reference", "method", "device"),
+                 outcomes=("sample_seed", "call_seconds", "repeats", "warm_up"))
 def ar_samplers(ctx: EvalContext) -> list[MetricValue]:
     model, device = ctx.model, ctx.device
     names = tuple(model.sampler_names)

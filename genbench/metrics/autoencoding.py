@@ -15,12 +15,30 @@ import torch
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
 
 
-def _has(*names):
-    return lambda model, info: all(hasattr(model, n) for n in names)
+def reconstructs(model, info) -> bool:
+    return model.capabilities.reconstructs  # declared with the likelihood it scores under
 
 
-@register_metric("reconstruction", _has("reconstruct_output", "likelihood"),
-                 "test reconstruction MSE and NLL for a deterministic encoding")
+def has_elbo(model, info) -> bool:
+    return model.capabilities.elbo
+
+
+TEST_SPLIT = ("n_examples", "split", "convention")  # which examples, scored under which likelihood convention
+RECONSTRUCTION_VALUES = {
+    "test/recon_mse": ("lower", "mse/dim*", "squared error per dimension of the decoder mean, z = the encoding"),
+    "test/recon_nll": ("lower", "nats/example", "-log p(x|z) of the test example, z = the encoding"),
+}
+ELBO_VALUES = {
+    "test/elbo": ("higher", "nats/example", "the single-sample ELBO (a lower bound on log p(x))"),
+    "test/kl": ("neither", "nats/example", "the ELBO's KL(q(z|x) || p(z)): the rate, a trade-off, not a score"),
+    "test/elbo_recon_nll": ("lower", "nats/example", "the ELBO's reconstruction term -log p(x|z): the distortion"),
+    "test/neg_elbo_bpd": ("lower", "bits/dim", "-ELBO in bits/dim: an upper bound on the NLL"),
+}
+
+
+@register_metric("reconstruction", reconstructs,
+                 "test reconstruction MSE and NLL for a deterministic encoding",
+                 values=RECONSTRUCTION_VALUES, conditions=TEST_SPLIT)
 @torch.no_grad()
 def reconstruction(ctx: EvalContext) -> list[MetricValue]:
     model, lik = ctx.model, ctx.model.likelihood
@@ -33,13 +51,14 @@ def reconstruction(ctx: EvalContext) -> list[MetricValue]:
     prov = {"n_examples": int(ctx.prepared_test.shape[0]), "split": "test", "convention": lik.convention()}
     values = [MetricValue("test/recon_mse", float(torch.cat(sq_err).mean()),
                           "mse/dim ([-1,1] scale)" if ctx.dataset.info.kind == "image" else "mse/dim", prov)]
-    if not getattr(model, "nominal_likelihood", False):  # a nominal likelihood's NLL is no likelihood
+    if not model.capabilities.nominal_likelihood:  # a nominal likelihood's NLL is no likelihood
         values.append(MetricValue("test/recon_nll", float(torch.cat(nll).mean()), "nats/example", prov))
     return values
 
 
-@register_metric("elbo", _has("elbo_terms", "likelihood"),
-                 "test ELBO (nats/example, bits/dim), KL and reconstruction terms")
+@register_metric("elbo", has_elbo,
+                 "test ELBO (nats/example, bits/dim), KL and reconstruction terms",
+                 values=ELBO_VALUES, conditions=(*TEST_SPLIT, "z_samples", "dims"))
 @torch.no_grad()
 def elbo(ctx: EvalContext) -> list[MetricValue]:
     model, lik = ctx.model, ctx.model.likelihood

@@ -1,24 +1,35 @@
 """Metric registration and the evaluation context metrics share.
 
 A metric is registered in METRICS with a predicate saying which runs it applies to
-(by the model's capabilities and the data's kind, never by name) and a function
+(by the model's declared capabilities -- genbench.models.base.Capabilities -- and the
+data's kind, never by name) and a function
 returning MetricValues. Metrics see the test split prepared once per evaluation
 (binarised or dequantised with a fixed seed, EVAL_SEED, the same for every run) so every
 run is scored on identical data, and share one set of `eval_samples` generated samples
 (drawn with the run's seed) and their extractor features.
+
+At registration a metric also declares its values (genbench/values.py): for each value-name
+pattern its direction, unit and meaning, and which provenance keys are conditions of
+comparability (and which are per-measurement outcomes); `genbench compare` and the report
+read them from there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
 from genbench.registry import METRICS
+from genbench.values import VALUES, declare_values
 
 EVAL_SEED = 0  # seed of the evaluation data's binarisation/dequantisation, fixed across runs
+# The provenance EvalContext.sample_provenance gives every sample-based value: how many samples
+# of what are conditions of comparability; the seed that drew them is each run's own.
+SAMPLE_CONDITIONS = ("n_generated", "samples")
+SAMPLE_OUTCOMES = ("sample_seed",)
 
 
 @dataclass(frozen=True)
@@ -37,12 +48,28 @@ class Metric:
     summary: str
 
 
-def register_metric(name: str, applies: Callable[[Any, Any], bool], summary: str):
+def register_metric(name: str, applies: Callable[[Any, Any], bool], summary: str, *,
+                    values: Mapping[str, tuple[str, str, str]] | None = None, conditions: Iterable[str] = (),
+                    outcomes: Iterable[str] = (), section: str | None = None):
+    """Register a metric and declare its values: `values` maps name patterns to (direction,
+    unit, meaning) (genbench/values.py); `conditions` and `outcomes` are provenance keys;
+    `section` the report section of its own. A metric that fails records `<name>/failed`
+    (declared here for every metric)."""
     def wrap(fn):
         METRICS.register(name, Metric(name, applies, fn, summary))
+        if values is not None:
+            failed = {f"{name}/failed": ("neither", "error", "the metric raised for this run; why is in `error`")}
+            declare_values(name, {**values, **failed}, conditions=conditions, outcomes={*outcomes, "error"},
+                           section=section, by_name=False)
         return fn
 
     return wrap
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a metric and its value declaration (tests that register one of their own)."""
+    METRICS.unregister(name)
+    VALUES.unregister(name)
 
 
 @dataclass
@@ -89,9 +116,9 @@ class EvalContext:
         return reference_features(self.dataset, "train", None, self.extractor, self.device)
 
     def sample_provenance(self) -> dict[str, Any]:
-        if hasattr(self.model, "sample_description"):
+        if self.model.sample_description is not None:
             what = self.model.sample_description
-        elif not hasattr(self.model, "likelihood"):
+        elif not self.model.capabilities.likelihood:
             what = "generator output"
         else:
             what = "decoder mean of p(x|z)" if self.dataset.info.kind == "image" else "draws from p(x|z)"

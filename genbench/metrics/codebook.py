@@ -19,10 +19,19 @@ from genbench.models.vqvae import counts_to_perplexity, indices_to_counts
 
 
 def applies(model, info) -> bool:
-    return hasattr(model, "code_indices") and hasattr(model, "codebook_size")
+    return model.capabilities.codebook
 
 
-@register_metric("codebook", applies, "test codebook usage, perplexity and dead codes of a vector quantiser")
+CODEBOOK_VALUES = {
+    "test/codebook_usage": ("higher", "fraction of codes", "codes used at least once on the test split"),
+    "test/codebook_perplexity": ("higher", "codes", "exp(entropy) of code use: the effective number of codes"),
+    "test/dead_codes": ("lower", "codes", "codes never used on the test split"),
+}
+
+
+@register_metric("codebook", applies, "test codebook usage, perplexity and dead codes of a vector quantiser",
+                 values=CODEBOOK_VALUES, conditions=("codebook_size", "positions", "n_examples", "split"),
+                 outcomes=("codes_revived_in_training",))
 @torch.no_grad()
 def codebook(ctx: EvalContext) -> list[MetricValue]:
     model, k = ctx.model, ctx.model.codebook_size
@@ -30,9 +39,7 @@ def codebook(ctx: EvalContext) -> list[MetricValue]:
     counts = indices_to_counts(indices, k).cpu()  # (K,)
     used = int((counts > 0).sum())
     prov = {"codebook_size": k, "positions": int(indices.shape[1]), "n_examples": int(indices.shape[0]),
-            "split": "test"}
-    if hasattr(model, "revived_total"):
-        prov["codes_revived_in_training"] = int(model.revived_total)
+            "split": "test", "codes_revived_in_training": int(model.revived_total)}
     return [
         MetricValue("test/codebook_usage", used / k, "fraction of codes", prov),
         MetricValue("test/codebook_perplexity", float(counts_to_perplexity(counts)), "codes", prov),

@@ -1,7 +1,7 @@
-"""Mode coverage of 2-D toy mixtures (the ring / grid protocol of EVALUATION.md).
+"""Mode coverage of 2-D toy mixtures (the ring / grid protocol of docs/evaluation.md, `coverage`).
 
 Definition (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018; as pinned in
-EVALUATION.md): for samples (N, 2), mode centres (K, 2) and the mixture's per-mode std
+docs/evaluation.md): for samples (N, 2), mode centres (K, 2) and the mixture's per-mode std
 sigma,
 - a sample is HIGH-QUALITY if its Euclidean distance to its nearest mode is <= 3 sigma
   (`n_sigmas`); for a true isotropic 2-D Gaussian mode that holds for
@@ -14,7 +14,7 @@ sigma,
   histogram, log(K / (K - m)) when m modes are empty and the rest balanced, and log K when
   all high-quality samples sit on one mode. It is None when no sample is high-quality.
 Samples with NaN/Inf coordinates (a diverged generator) count as not high-quality; they
-are not an error. EVALUATION.md fixes 2,500 samples: the caller chooses N and the result
+are not an error. docs/evaluation.md fixes 2,500 samples: the caller chooses N and the result
 records it.
 """
 

@@ -1,7 +1,7 @@
 """Likelihood on held-out data, one scale for every family.
 
-A model reports its negative log-likelihood through whichever estimator it supports,
-checked in this order:
+A model reports its negative log-likelihood through the estimator it declares
+(Capabilities.nll, genbench/models/base.py):
   exact_nll(x) -> (B,) nats              flows, autoregressive models: exact
   variational_bound_nll(x) -> (B,) nats  diffusion: the variational bound (an upper bound)
   importance_log_weights(x, k) -> (k, B) latent-variable models: the importance-weighted
@@ -19,6 +19,7 @@ import math
 import torch
 
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
+from genbench.models.base import NLL_METHODS
 
 IWAE_CHUNK = 64  # importance samples per decoder pass (bounds memory)
 
@@ -32,14 +33,13 @@ def iwae_nll(model, x: torch.Tensor, k: int, generator: torch.Generator | None) 
 
 
 def estimator(model) -> str | None:
-    for name in ("exact_nll", "variational_bound_nll", "importance_log_weights"):
-        if hasattr(model, name):
-            return name
-    return None
+    """The name of the method that scores the model's -log p(x), None without an estimator."""
+    kind = model.capabilities.nll
+    return None if kind is None else NLL_METHODS[kind]
 
 
 def applies(model, info) -> bool:
-    return estimator(model) is not None and hasattr(model, "likelihood")
+    return model.capabilities.nll is not None  # declared with the likelihood that gives its convention
 
 
 def nll_per_example(model, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int, iwae_k: int,
@@ -48,7 +48,7 @@ def nll_per_example(model, x: torch.Tensor, labels: torch.Tensor | None, batch_s
     prepared by the model's likelihood convention, in batches. A class-conditional model
     scores -log p(x | y) with the given labels."""
     kind = estimator(model)
-    conditional = getattr(model, "class_conditional", False)
+    conditional = model.class_conditional
     if conditional and labels is None:
         raise ValueError("a class-conditional model's NLL needs the examples' labels")
     nll = []
@@ -70,12 +70,21 @@ def estimator_provenance(model, iwae_k: int) -> dict:
             "convention": model.likelihood.convention()}
     if kind == "importance_log_weights":
         prov["iwae_k"] = iwae_k
-    if getattr(model, "class_conditional", False):
+    if model.class_conditional:
         prov["conditional"] = "-log p(x | y) with the test labels"
     return prov
 
 
-@register_metric("likelihood", applies, "held-out NLL in nats and bits/dim: exact, variational bound, or IWAE-K")
+# The provenance estimator_provenance gives: which estimator, under which convention.
+ESTIMATOR_CONDITIONS = ("estimator", "convention", "iwae_k", "conditional")
+LIKELIHOOD_VALUES = {
+    "test/nll": ("lower", "nats/example", "held-out -log p(x) (or its bound: see `estimator`)"),
+    "test/nll_bpd": ("lower", "bits/dim", "held-out -log p(x) in bits per dimension under `convention`"),
+}
+
+
+@register_metric("likelihood", applies, "held-out NLL in nats and bits/dim: exact, variational bound, or IWAE-K",
+                 values=LIKELIHOOD_VALUES, conditions=(*ESTIMATOR_CONDITIONS, "n_examples", "split"))
 @torch.no_grad()
 def likelihood(ctx: EvalContext) -> list[MetricValue]:
     nll_all = ctx.test_nll

@@ -17,9 +17,17 @@ import torch
 from genbench.metrics.coverage import mode_coverage
 from genbench.metrics.extractors import classifier_for
 from genbench.metrics.quality import features_to_fid_kid, images_to_features, reference_features
+from genbench.values import declare_values
 
 # probe(samples, step) -> (quality, higher is better; its name), or (None, None) without a signal
 QualityProbe = Callable[[torch.Tensor, int], tuple[float | None, str | None]]
+
+declare_values("quality-probe", {
+    "stability/fid": ("lower", "fid (genbench extractor)", "FID of the generator's samples at a training interval"),
+    "stability/kid": ("lower", "kid (genbench extractor)", "KID of the generator's samples at a training interval"),
+    "stability/modes_captured": ("higher", "modes of *", "modes captured at a training interval"),
+    "stability/high_quality_pct": ("higher", "%", "% high-quality samples at a training interval"),
+}, conditions=("n_generated", "n_samples", "extractor", "extractor_weights_hash"))
 
 
 def quality_probe(data, device: torch.device, seed: int, emit) -> QualityProbe:

@@ -42,6 +42,11 @@ ISC_SPLITS = 10
 PRC_NEIGHBORHOOD = 3
 FEATURE_BATCH = 500
 INCEPTION_FEATURE_DIM = 2048  # torch-fidelity InceptionV3's pool features (its layer "2048")
+# Provenance of extractor features and the reference set (Extractor.provenance,
+# reference_features): conditions of comparability of every value computed from them.
+FEATURE_CONDITIONS = ("extractor", "extractor_weights_hash", "extractor_weights_sha256", "extractor_task",
+                      "feature_layer", "input", "preprocessing", "reference_split", "n_reference",
+                      "reference_cache_key")
 NO_INCEPTION_SCORE = ("not computed: the dataset has no labels, so the genbench extractor was trained on "
                       "rotation prediction and its logits are rotations, not classes")
 

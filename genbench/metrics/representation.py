@@ -1,11 +1,12 @@
 """Representation metrics: disentanglement, few-label probes and active units.
 
-They apply by capability: a model with `representation(x) -> (B, d)` (the deterministic
-code: a VAE's posterior mean, an autoencoder's code, ...; see genbench/models/base.py).
+They apply by capability: a model declaring a representation, `representation(x) -> (B, d)`
+(the deterministic code: a VAE's posterior mean, an autoencoder's code, ...; the kind and
+the contract are in genbench/models/base.py, Capabilities.representation).
 
 Encoding: each split is encoded once per evaluation (batches of ctx.batch_size, no grad,
 on ctx.device) and shared by the metrics here. The encoder sees the data as it saw it in
-training: a model with a `likelihood` gets its prepared data (binarised or dequantised
+training: a model declaring a `likelihood` gets its prepared data (binarised or dequantised
 with the fixed seed EVAL_SEED: the test split is ctx.prepared_test, the one the other
 metrics score), any other model the images in [-1, 1]. The codes are kept in the
 context's __dict__ (like its cached properties), float32 on the CPU.
@@ -41,7 +42,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
 
 
 def _has_representation(model) -> bool:
-    return callable(getattr(model, "representation", None))
+    return model.capabilities.representation is not None
 
 
 def has_factors(model, info) -> bool:
@@ -53,7 +54,7 @@ def labelled_images(model, info) -> bool:
 
 
 def gaussian_mean(model, info) -> bool:
-    return _has_representation(model) and getattr(model, "representation_kind", None) == "gaussian-mean"
+    return model.capabilities.representation == "gaussian-mean"
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -79,26 +80,47 @@ def _train_batches(ctx: EvalContext):
     generator = ctx.generator()
     for x in ctx.dataset.train.x.split(ctx.batch_size):
         x = x.to(ctx.device)
-        yield ctx.model.likelihood.prepare(x, generator) if hasattr(ctx.model, "likelihood") else x
+        yield ctx.model.likelihood.prepare(x, generator) if ctx.model.capabilities.likelihood else x
 
 
 def encode_splits(ctx: EvalContext) -> dict[str, np.ndarray]:
     """{"train": (N_train, d), "test": (N_test, d)} codes (EvalContext.representations
     caches them, so the metrics encode once between them)."""
-    test = ctx.prepared_test if hasattr(ctx.model, "likelihood") else ctx.test_x
+    test = ctx.prepared_test if ctx.model.capabilities.likelihood else ctx.test_x
     return {"train": encode(ctx.model, _train_batches(ctx)), "test": encode(ctx.model, ctx.batches(test))}
 
 
 def _provenance(ctx: EvalContext, codes: np.ndarray, splits: str) -> dict:
     return {"n_examples": int(codes.shape[0]), "splits": splits, "dims": int(codes.shape[1]),
-            "representation_kind": getattr(ctx.model, "representation_kind", None)}
+            "representation_kind": ctx.model.capabilities.representation}
 
 
 # --- disentanglement --------------------------------------------------------------------
 
 
+# The provenance _provenance gives every representation value: which codes were scored.
+CODES = ("n_examples", "splits", "dims", "representation_kind")
+DISENTANGLEMENT_VALUES = {
+    "test/beta_vae_score": ("higher", "accuracy", "beta-VAE metric: accuracy of predicting the fixed factor"),
+    "test/factor_vae_score": ("higher", "accuracy", "FactorVAE metric: majority-vote accuracy of the fixed factor"),
+    "test/mig": ("higher", "score", "mutual information gap, averaged over factors"),
+}
+PROBE_VALUES = {
+    "test/probe_*_acc_n*": ("higher", "accuracy", "test accuracy of a probe (linear or 1-NN) trained on n "
+                                                  "labelled examples per class, on the codes or raw pixels"),
+}
+ACTIVE_UNITS_VALUES = {
+    "test/active_units": ("neither", "units", "latent units whose posterior mean varies over the test split"),
+    "test/active_units_fraction": ("neither", "fraction", "active units over all latent units"),
+}
+
+
 @register_metric("disentanglement", has_factors,
-                 "beta-VAE metric, FactorVAE metric and MIG of the representation against known factors")
+                 "beta-VAE metric, FactorVAE metric and MIG of the representation against known factors",
+                 values=DISENTANGLEMENT_VALUES,
+                 conditions=(*CODES, "method", "classifier", "pairs_per_point", "examples_per_vote", "n_train",
+                             "n_eval", "prune_std", "bins", "binning", "mi", "factors", "conditional_sampling"),
+                 outcomes=("seed", "train_accuracy", "per_factor", "n_active_dims"))
 def disentanglement(ctx: EvalContext) -> list[MetricValue]:
     train, test, names = ctx.dataset.train, ctx.dataset.test, ctx.dataset.info.extras["factor_names"]
     if train.factors is None or test.factors is None:
@@ -139,7 +161,10 @@ def disentanglement(ctx: EvalContext) -> list[MetricValue]:
 
 
 @register_metric("probe", labelled_images,
-                 "few-label linear-probe and 1-NN accuracy on the representation and on raw pixels")
+                 "few-label linear-probe and 1-NN accuracy on the representation and on raw pixels",
+                 values=PROBE_VALUES,
+                 conditions=(*CODES, "split", "label_seed", "labelled_from", "linear", "knn", "input", "n_per_class",
+                             "n_labelled", "n_test", "n_features"))
 def probe(ctx: EvalContext) -> list[MetricValue]:
     train, test, classes = ctx.dataset.train, ctx.dataset.test, ctx.dataset.info.classes
     if train.y is None or test.y is None:
@@ -186,7 +211,8 @@ def active_units(means, threshold: float = ACTIVE_UNIT_THRESHOLD) -> ActiveUnits
 
 
 @register_metric("active_units", gaussian_mean,
-                 "active latent units (Burda et al. 2016): Cov_x(E_q[z_u|x]) > 0.01 over the test split")
+                 "active latent units (Burda et al. 2016): Cov_x(E_q[z_u|x]) > 0.01 over the test split",
+                 values=ACTIVE_UNITS_VALUES, conditions=(*CODES, "threshold", "statistic", "method"))
 def active_units_metric(ctx: EvalContext) -> list[MetricValue]:
     codes = ctx.representations["test"]  # (N_test, d)
     result = active_units(codes)

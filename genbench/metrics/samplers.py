@@ -1,7 +1,8 @@
 """Sampler sweep: sample quality and sampling speed against the number of sampler steps.
 
-Applies to models with `sample_with(n, generator, sampler, steps, eta, variance)` and an
-int `timesteps` (T, the diffusion steps it was trained with): diffusion models. Scored
+Applies to models declaring step_samplers (genbench/models/base.py): `sample_with(n,
+generator, sampler, steps, eta, variance)`, an int `timesteps` (T, the diffusion steps it
+was trained with) and `sampling_weights`: diffusion models. Scored
   - on image data by FID and KID, with exactly the `quality` metric's extractor, reference
     features (the whole train split, cached) and quantisation path (genbench/metrics/
     quality.py: images_to_features, features_to_fid_kid);
@@ -9,7 +10,7 @@ int `timesteps` (T, the diffusion steps it was trained with): diffusion models. 
     high-quality, reverse KL; genbench/metrics/coverage.py), since FID needs image
     features.
 
-The sweep (EVALUATION.md, "Diffusion specifics"): step counts STEP_GRID capped at T, plus
+The sweep (docs/evaluation.md, "Diffusion specifics"): step counts STEP_GRID capped at T, plus
 T itself, for each of
   ddpm  variance fixed-small  sigma_t^2 = beta~_t, the posterior variance (Ho et al. 2020)
   ddpm  variance fixed-large  sigma_t^2 = beta_t (Ho et al. 2020); it degrades when the
@@ -17,8 +18,8 @@ T itself, for each of
                               the sweep is there to show
   ddim  eta = 0               deterministic DDIM (Song et al. 2021)
 A point with steps < T runs the sampler on an evenly strided subsequence of the T steps
-(the model's `sample_with` decides the stride). Samples come from the model's EMA weights
-(as `sample_with` promises); the records say which weights.
+(the model's `sample_with` decides the stride). Samples come from the weights the model's
+`sampling_weights` names (the EMA weights, where it keeps them); the records say which.
 
 Every point draws N = ctx.eval_samples samples (the suite's `eval_samples`, the same N
 as the quality metric) in batches of ctx.batch_size from a generator seeded with the
@@ -54,7 +55,8 @@ import torch
 from genbench.utils import measure
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
 from genbench.metrics.coverage import mode_coverage
-from genbench.metrics.quality import QualitySettings, features_to_fid_kid, images_to_features
+from genbench.metrics.quality import (FEATURE_CONDITIONS, QualitySettings, features_to_fid_kid,
+                                      images_to_features)
 
 STEP_GRID = (10, 20, 50, 100, 200, 500, 1000)  # sampler steps, capped at T; T is always added
 WARMUP_STEPS = 2  # chain length of the untimed warm-up call per sampler (respaced chains need >= 2)
@@ -115,22 +117,8 @@ def sweep_points(timesteps: int, grid: tuple[int, ...] = STEP_GRID,
 
 
 def applies(model, info) -> bool:
-    has_sampler = callable(getattr(model, "sample_with", None)) and isinstance(getattr(model, "timesteps", None), int)
-    return has_sampler and (info.kind == "image" or (info.kind == "points" and "modes" in info.extras))
-
-
-def sampling_weights(model) -> str:
-    """Which weights sample_with uses, for provenance: the model's own `sampling_weights`
-    if it states them, else from its EMA copy (`ema_net`, None when EMA is off), else "EMA"
-    (what sample_with promises)."""
-    if hasattr(model, "sampling_weights"):
-        return str(model.sampling_weights)
-    if hasattr(model, "ema_net"):
-        if model.ema_net is None:
-            return "trained weights (EMA off)"
-        decay = getattr(getattr(model, "options", None), "ema_decay", None)
-        return f"EMA (decay {decay:g})" if decay is not None else "EMA"
-    return "EMA"
+    return model.capabilities.step_samplers and (
+        info.kind == "image" or (info.kind == "points" and "modes" in info.extras))
 
 
 # --- sampling ---------------------------------------------------------------------------
@@ -215,7 +203,7 @@ def run_sweep(ctx: EvalContext, points: list[SweepPoint]) -> list[MetricValue]:
         if not 1 <= p.steps <= model.timesteps:
             raise ValueError(f"sweep point {p.label}: steps must be in [1, T={model.timesteps}]")
     common = {"timesteps": model.timesteps, "n_samples": n, "sample_seed": ctx.seed,
-              "weights": sampling_weights(model), "device": measure.device_name(ctx.device)}
+              "weights": str(model.sampling_weights), "device": measure.device_name(ctx.device)}
     settings = QualitySettings()
     warm_up(model, points, min(batch, n), ctx.device)
     values: list[MetricValue] = []
@@ -237,7 +225,22 @@ def run_sweep(ctx: EvalContext, points: list[SweepPoint]) -> list[MetricValue]:
     return values
 
 
+SWEEP_VALUES = {  # <quantity>@<point>: the point's sampler, variance/eta and steps are in the provenance
+    f"{PREFIX}fid@*": ("lower", UNITS["fid"], "FID (the quality metric's) of the samples of one sweep point"),
+    f"{PREFIX}kid@*": ("lower", UNITS["kid"], "KID (the quality metric's) of the samples of one sweep point"),
+    f"{PREFIX}samples_per_s@*": ("higher", UNITS["samples_per_s"], "samples per second at one sweep point"),
+    f"{PREFIX}modes_captured@*": ("higher", UNITS["modes_captured"], "modes captured (coverage) at one point"),
+    f"{PREFIX}high_quality_pct@*": ("higher", UNITS["high_quality_pct"], "% high-quality samples at one point"),
+    f"{PREFIX}reverse_kl@*": ("lower", UNITS["reverse_kl"], "reverse KL of the mode histogram at one point"),
+}
+
+
 @register_metric("sampler_sweep", applies,
-                 "FID/KID (or mode coverage) and samples/s against sampler steps: DDPM fixed-small/large vs DDIM")
+                 "FID/KID (or mode coverage) and samples/s against sampler steps: DDPM fixed-small/large vs DDIM",
+                 values=SWEEP_VALUES, section="Diffusion samplers",
+                 conditions=(*FEATURE_CONDITIONS, "sampler", "steps", "variance", "eta", "point", "timesteps",
+                             "weights", "n_samples", "batch", "timed_batches", "timing", "device", "kid_subsets",
+                             "kid_subset_size", "isc_splits", "prc_neighborhood", "n_modes", "mode_sigma", "n_sigmas"),
+                 outcomes=("sample_seed", "batch_seconds", "kid_std", "n_high_quality", "failed"))
 def sampler_sweep(ctx: EvalContext) -> list[MetricValue]:
     return run_sweep(ctx, sweep_points(ctx.model.timesteps))

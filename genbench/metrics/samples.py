@@ -8,7 +8,7 @@ ms-ssim       mean MS-SSIM between generated pairs, with the training data's own
 memorisation  distance to the nearest training image relative to train-train distances
 c2st          classifier two-sample test on extractor features, generated vs test split
 coverage      modes captured, % high-quality, reverse KL of the mode histogram (2-D
-              mixtures with known modes; EVALUATION.md definitions)
+              mixtures with known modes; docs/evaluation.md definitions)
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import dataclasses
 
 import torch
 
-from genbench.metrics.base import EvalContext, MetricValue, register_metric
+from genbench.metrics.base import SAMPLE_CONDITIONS, SAMPLE_OUTCOMES, EvalContext, MetricValue, register_metric
 from genbench.metrics.c2st import c2st
 from genbench.metrics.coverage import mode_coverage
 from genbench.metrics.memorisation import memorisation
 from genbench.metrics.msssim import mean_pairwise_ms_ssim
 from genbench.metrics.extractors import ROTATION_TASK
-from genbench.metrics.quality import (NO_INCEPTION_SCORE, QualitySettings, features_to_quality, label_free,
-                                      reference_features)
+from genbench.metrics.quality import (FEATURE_CONDITIONS, NO_INCEPTION_SCORE, QualitySettings, features_to_quality,
+                                      label_free, reference_features)
 from genbench.metrics.swd import swd
 
 QUALITY_UNITS = {"fid": "fid", "kid": "kid", "kid_std": "kid (std over subsets)", "is": "inception score",
@@ -32,10 +32,24 @@ QUALITY_UNITS = {"fid": "fid", "kid": "kid", "kid_std": "kid (std over subsets)"
 
 
 def samples_images(model, info) -> bool:
-    return hasattr(model, "sample") and info.kind == "image"
+    return model.capabilities.samples and info.kind == "image"
 
 
-@register_metric("quality", samples_images, "FID, KID, IS, precision/recall via torch-fidelity (images)")
+QUALITY_VALUES = {
+    "quality/fid": ("lower", "fid", "Frechet distance between generated and reference feature statistics"),
+    "quality/kid": ("lower", "kid", "kernel inception distance: unbiased MMD^2, mean over feature subsets"),
+    "quality/kid_std": ("neither", "kid (std over subsets)", "KID's standard deviation over the subsets"),
+    "quality/is": ("higher", "inception score", "Inception Score of the generated samples' class logits"),
+    "quality/is_std": ("neither", "inception score (std over splits)", "IS standard deviation over the splits"),
+    "quality/precision": ("higher", "fraction", "generated samples inside the reference manifold (k-NN balls)"),
+    "quality/recall": ("higher", "fraction", "reference samples inside the generated manifold (k-NN balls)"),
+}
+
+
+@register_metric("quality", samples_images, "FID, KID, IS, precision/recall via torch-fidelity (images)",
+                 values=QUALITY_VALUES, conditions=(*SAMPLE_CONDITIONS, *FEATURE_CONDITIONS, "kid_subsets",
+                                                    "kid_subset_size", "isc_splits", "prc_neighborhood"),
+                 outcomes=SAMPLE_OUTCOMES)
 def quality(ctx: EvalContext) -> list[MetricValue]:
     ref, ref_prov = ctx.reference
     gen = ctx.generated_features
@@ -54,16 +68,35 @@ def _provenance(result, *values: str) -> dict:
     return {k: v for k, v in dataclasses.asdict(result).items() if k not in values}
 
 
-@register_metric("swd", samples_images, "sliced Wasserstein distance over a Laplacian pyramid (ProGAN)")
+SWD_UNIT = "swd (raw; ProGAN tables show x1e3)"
+SWD_VALUES = {
+    "swd/level*": ("lower", SWD_UNIT, "sliced Wasserstein distance of 7x7 patches at one pyramid level"),
+    "swd/mean": ("lower", SWD_UNIT, "sliced Wasserstein distance averaged over the pyramid levels"),
+}
+
+
+@register_metric("swd", samples_images, "sliced Wasserstein distance over a Laplacian pyramid (ProGAN)",
+                 values=SWD_VALUES, conditions=(*SAMPLE_CONDITIONS, "levels", "n_descriptors", "n_projections",
+                                                "n_real", "n_repeats", "normalisation", "patch_size",
+                                                "patches_per_image", "reference_split"),
+                 outcomes=(*SAMPLE_OUTCOMES, "seed"))
 def sliced_wasserstein(ctx: EvalContext) -> list[MetricValue]:
     result = swd(ctx.dataset.train.x, ctx.samples, seed=ctx.seed)
     prov = {**_provenance(result, "per_level", "mean"), **ctx.sample_provenance(), "reference_split": "train"}
-    unit = "swd (raw; ProGAN tables show x1e3)"
-    values = [MetricValue(f"swd/level{res}", v, unit, prov) for res, v in zip(result.levels, result.per_level)]
-    return values + [MetricValue("swd/mean", result.mean, unit, prov)]
+    values = [MetricValue(f"swd/level{res}", v, SWD_UNIT, prov) for res, v in zip(result.levels, result.per_level)]
+    return values + [MetricValue("swd/mean", result.mean, SWD_UNIT, prov)]
 
 
-@register_metric("ms-ssim", samples_images, "mean MS-SSIM between generated samples (diversity; ProGAN)")
+MS_SSIM_VALUES = {
+    "ms-ssim/ms_ssim": ("neither", "ms-ssim", "mean MS-SSIM of generated pairs: lower = more diverse, but the "
+                                              "training data's own value (ms_ssim_real) is the target"),
+    "ms-ssim/ms_ssim_real": ("neither", "ms-ssim", "mean MS-SSIM of training-image pairs: the reference value"),
+}
+
+
+@register_metric("ms-ssim", samples_images, "mean MS-SSIM between generated samples (diversity; ProGAN)",
+                 values=MS_SSIM_VALUES, conditions=(*SAMPLE_CONDITIONS, "n_pairs", "n_samples", "settings"),
+                 outcomes=(*SAMPLE_OUTCOMES, "seed", "std", "std_error"))
 def diversity(ctx: EvalContext) -> list[MetricValue]:
     generated = mean_pairwise_ms_ssim(ctx.samples, seed=ctx.seed)
     real = mean_pairwise_ms_ssim(ctx.dataset.train.x, seed=ctx.seed)
@@ -73,7 +106,18 @@ def diversity(ctx: EvalContext) -> list[MetricValue]:
             MetricValue("ms-ssim/ms_ssim_real", real.mean, "ms-ssim", prov)]
 
 
-@register_metric("memorisation", samples_images, "nearest-training-example distance ratio; flags copies")
+MEMORISATION_VALUES = {
+    "memorisation/fraction_copies": ("lower", "fraction", "generated samples flagged as near-copies of a "
+                                                          "training example"),
+    "memorisation/median_ratio": ("neither", "ratio to train NN median", "median nearest-training distance of "
+                                  "generated samples over the training set's own nearest-neighbour median"),
+}
+
+
+@register_metric("memorisation", samples_images, "nearest-training-example distance ratio; flags copies",
+                 values=MEMORISATION_VALUES, conditions=(*SAMPLE_CONDITIONS, "copy_threshold", "dim", "n_train",
+                                                         "space"),
+                 outcomes=(*SAMPLE_OUTCOMES, "flagged_indices"))
 def memorised(ctx: EvalContext) -> list[MetricValue]:
     result = memorisation(ctx.samples, ctx.dataset.train.x)
     prov = {**_provenance(result, "fraction_copies", "mean_ratio", "median_ratio", "n_copies"),
@@ -82,7 +126,18 @@ def memorised(ctx: EvalContext) -> list[MetricValue]:
             MetricValue("memorisation/median_ratio", result.median_ratio, "ratio to train NN median", prov)]
 
 
-@register_metric("c2st", samples_images, "classifier two-sample test accuracy (0.5 = indistinguishable)")
+C2ST_VALUES = {
+    "c2st/accuracy": ("neither", "accuracy (0.5 = indistinguishable)", "held-out accuracy of a classifier "
+                      "telling generated from real features; 0.5 is best, not higher"),
+    "c2st/p_value": ("neither", "one-sided binomial p vs 0.5", "p-value of that accuracy under chance (0.5)"),
+}
+
+
+@register_metric("c2st", samples_images, "classifier two-sample test accuracy (0.5 = indistinguishable)",
+                 values=C2ST_VALUES, conditions=(*SAMPLE_CONDITIONS, *FEATURE_CONDITIONS, "C", "classifier",
+                                                 "max_iter", "n_features", "n_per_class", "n_real", "n_test",
+                                                 "n_train"),
+                 outcomes=(*SAMPLE_OUTCOMES, "seed", "n_correct", "std_error", "null_std_error"))
 def two_sample_test(ctx: EvalContext) -> list[MetricValue]:
     # Real = the test split: the extractor was trained on the train split, whose features
     # would differ from any unseen image, generated or real.
@@ -95,10 +150,20 @@ def two_sample_test(ctx: EvalContext) -> list[MetricValue]:
 
 
 def samples_points_with_modes(model, info) -> bool:
-    return hasattr(model, "sample") and info.kind == "points" and "modes" in info.extras
+    return model.capabilities.samples and info.kind == "points" and "modes" in info.extras
 
 
-@register_metric("coverage", samples_points_with_modes, "modes captured, % high quality, reverse KL (toy2d)")
+COVERAGE_VALUES = {
+    "coverage/modes_captured": ("higher", "modes of *", "modes nearest to at least one high-quality sample"),
+    "coverage/high_quality_pct": ("higher", "%", "samples within n_sigmas mode standard deviations of a mode"),
+    "coverage/reverse_kl": ("lower", "nats", "KL(high-quality samples' mode histogram || uniform over modes)"),
+}
+
+
+@register_metric("coverage", samples_points_with_modes, "modes captured, % high quality, reverse KL (toy2d)",
+                 values=COVERAGE_VALUES, conditions=(*SAMPLE_CONDITIONS, "n_modes", "n_samples", "n_sigmas", "sigma",
+                                                     "threshold"),
+                 outcomes=(*SAMPLE_OUTCOMES, "counts", "n_high_quality"))
 def coverage(ctx: EvalContext) -> list[MetricValue]:
     extras = ctx.dataset.info.extras
     result = mode_coverage(ctx.samples, torch.tensor(extras["modes"]), extras["mode_sigma"])

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
 
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.nets import (
     build_decoder,
     build_encoder,
@@ -51,7 +50,10 @@ def make_likelihood(options, data_info) -> Likelihood:
 @register_model("ae", "autoencoder", AutoencoderOptions, "recon",
                 "plain autoencoder, MLP or conv; samples via a Gaussian fitted to codes",
                 kernel_ops=decoder_ops)
-class Autoencoder(nn.Module):
+class Autoencoder(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, reconstructs=True, prepares_sampling=True,
+                                latent_space=True, representation="code")
+
     def __init__(self, options: AutoencoderOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         shape = data_info.shape
@@ -63,8 +65,6 @@ class Autoencoder(nn.Module):
         # Gaussian fitted to training codes for sampling (set by prepare_sampling).
         self.register_buffer("code_mean", torch.zeros(options.latent_dim))
         self.register_buffer("code_scale_tril", torch.eye(options.latent_dim))
-
-    representation_kind = "code"
 
     def kernel_backends(self) -> dict[str, str]:
         return conv_transpose_backends(self)  # {} for the MLP
@@ -110,8 +110,6 @@ class SparseAutoencoder(Autoencoder):
     """The autoencoder with sigmoid code units, whose mean activations the `sparse`
     objective pulls towards rho; the code is the representation and the sampling prior's
     space (a Gaussian fitted to the codes, as for `ae`)."""
-
-    representation_kind = "code"
 
     def encode_code(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.encoder(x))  # (B, units) in (0, 1)

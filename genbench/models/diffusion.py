@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from genbench.errors import ConfigError
-from genbench.models.base import check_draw, evaluating, register_model
+from genbench.models.base import Capabilities, GenerativeModel, check_draw, evaluating, register_model
 from genbench.models.unet import UNET_OPS, MLPDenoiser, UNet, UNetOptions
 from genbench.models.likelihood import (
     HALF_LOG_2PI,
@@ -398,7 +398,10 @@ def build_denoiser(options: DDPMOptions, data_info, backend: str) -> nn.Module:
                 "DDPM (Ho et al. 2020): U-Net / MLP noise predictor, linear or cosine schedule, ancestral "
                 "(respaced) and DDIM samplers, EMA weights, variational bound in bits/dim",
                 kernel_ops=ddpm_ops)
-class DDPM(nn.Module):
+class DDPM(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="variational-bound", step_samplers=True,
+                                ema=True)
+
     def __init__(self, options: DDPMOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         self.options, self.backend = options, backend
@@ -491,6 +494,14 @@ class DDPM(nn.Module):
         o = self.options
         return self.generate(n, generator, o.sampler, o.sample_steps, o.eta, o.variance, draw)
 
+    @property
+    def sampling_weights(self) -> str:
+        """Which weights sample_with uses, for the sampler sweep's records."""
+        if self.ema_net is None:
+            return "trained weights (EMA off)"
+        decay = self.options.ema_decay
+        return f"EMA (decay {decay:g})" if decay is not None else "EMA"
+
     @torch.no_grad()
     def sample_with(self, n: int, generator: torch.Generator | None, sampler: str, steps: int | None,
                     eta: float = 0.0, variance: str = "fixed-small") -> torch.Tensor:
@@ -539,7 +550,8 @@ def check_sampler(sampler: str, eta: float, variance: str, draw: str) -> None:
 
 
 def describe_sampler(sampler: str, steps: int | None, timesteps: int, eta: float, variance: str) -> str:
-    """One line naming the sampler, its steps and its variance (EVALUATION.md: state them)."""
+    """One line naming the sampler, its steps and its variance (docs/evaluation.md, Diffusion
+    specifics: state them)."""
     steps = timesteps if steps is None else steps
     span = f"all T={timesteps} steps" if steps == timesteps else f"{steps} of T={timesteps} steps (evenly spaced)"
     if sampler == "ddim":

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,7 @@ from torch import nn
 
 from genbench.utils.pixels import images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
-from genbench.models.base import check_draw, evaluating, register_model
+from genbench.models.base import Capabilities, GenerativeModel, check_draw, evaluating, register_model
 from genbench.models.likelihood import BIN_WIDTH, HALF_LOG_2PI, UniformDequantised
 
 ACTNORM_EPS = 1e-6  # added to the std at actnorm's data-dependent init (Glow's code)
@@ -487,15 +487,17 @@ class GlowOptions(FlowSampling):
     CIFAR-10 model has L = 3 levels of K = 32 steps with 512 hidden channels."""
 
     levels: int = 2  # L: each squeezes 2x2, runs K steps, and all but the last split off half (§3)
-    steps: int = 4  # K: steps of flow (actnorm, invertible 1x1 conv, affine coupling) per level
+    steps_per_level: int = 4  # K: steps of flow (actnorm, invertible 1x1 conv, affine coupling) per level
     hidden: int = 64  # channels of the coupling networks' hidden layers (paper: 512)
     split_prior: Literal["learned", "standard"] = "learned"  # split-off half: learned conditional Gaussian or N(0, I)
 
+    RENAMED: ClassVar[dict[str, str]] = {"steps": "steps_per_level"}  # `steps` read as the run's training budget
+
     def __post_init__(self):
         super().__post_init__()
-        if self.levels < 1 or self.steps < 1 or self.hidden < 1:
-            raise ValueError(f"glow needs levels >= 1, steps >= 1 and hidden >= 1; got levels={self.levels}, "
-                             f"steps={self.steps}, hidden={self.hidden}")
+        if self.levels < 1 or self.steps_per_level < 1 or self.hidden < 1:
+            raise ValueError(f"glow needs levels >= 1, steps_per_level >= 1 and hidden >= 1; got levels={self.levels}, "
+                             f"steps_per_level={self.steps_per_level}, hidden={self.hidden}")
 
 
 def image_shape(model: str, data_info) -> tuple[int, int, int]:
@@ -532,9 +534,11 @@ def check_squeezes(model: str, data_info, count: int, option: str, non_squeezing
                       f"or an image size that fits{example}.")
 
 
-class FlowModel(nn.Module):
+class FlowModel(GenerativeModel):
     """What RealNVP and Glow share: the dequantisation convention, the exact NLL by the change
     of variables, forward/inverse, sampling with a temperature, and latent figures."""
+
+    capabilities = Capabilities(samples=True, likelihood=True, nll="exact", latent_space=True)
 
     def __init__(self, options, shape: tuple[int, int, int], flow: MultiScaleFlow, what: str):
         super().__init__()
@@ -650,7 +654,7 @@ def glow_scale(o: GlowOptions, shape: tuple[int, int, int], last: bool):
     c, h, w = shape
     c4 = 4 * c
     layers: list[nn.Module] = [Squeeze()]
-    for _ in range(o.steps):
+    for _ in range(o.steps_per_level):
         layers += [ActNorm(c4), InvConv1x1LU(c4), AffineCoupling(c4, o.hidden)]
     squeezed = (c4, h // 2, w // 2)
     if last:
@@ -662,7 +666,9 @@ def glow_scale(o: GlowOptions, shape: tuple[int, int, int], last: bool):
 @register_model("glow", "likelihood", GlowOptions, "nll",
                 "Glow (Kingma & Dhariwal 2018): actnorm with data-dependent init, LU invertible 1x1 convolutions, "
                 "affine couplings, multi-scale squeeze/split with learned conditional priors; exact NLL",
-                kernel_ops=())
+                kernel_ops=(),
+                batch_coupled="actnorm's data-dependent initialisation reads the first batch, so each rank would "
+                              "initialise its replica from its own shard and the replicas would differ")
 class Glow(FlowModel):
     def __init__(self, options: GlowOptions, data_info, backend: str = "auto", objective=None):
         shape = image_shape("glow", data_info)

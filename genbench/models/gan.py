@@ -34,7 +34,7 @@ from torch import nn
 
 from genbench.errors import ConfigError
 from genbench.kernels.conv_transpose import OP_NAME as CONV_TRANSPOSE_OP
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.gan_nets import (
     CONV_ARCHS,
     GanNetOptions,
@@ -77,7 +77,9 @@ def gan_ops(options: GanOptions) -> tuple[str, ...]:
 @register_model("gan", "gan", GanOptions, "non-saturating",
                 "GAN: MLP / DCGAN / ResNet networks, unconditional, CGAN, ACGAN or InfoGAN",
                 kernel_ops=gan_ops, trainer="adversarial")
-class GAN(nn.Module):
+class GAN(GenerativeModel):
+    capabilities = Capabilities(samples=True, ema=True, figures=True)
+
     def __init__(self, options: GanOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         if objective is None:

@@ -37,10 +37,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from genbench.models.autoencoder import make_likelihood
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.nets import (
     build_decoder,
     build_encoder,
@@ -106,8 +105,9 @@ def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
 @register_model("gumbel-vae", "gumbel-vae", GumbelVAEOptions, "gumbel-elbo",
                 "Gumbel-softmax VAE with categorical latents (Jang et al. 2017), MLP or conv",
                 kernel_ops=decoder_ops)
-class GumbelVAE(nn.Module):
-    representation_kind = "categorical-probs"
+class GumbelVAE(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="iwae", elbo=True, reconstructs=True,
+                                latent_space=True, representation="categorical-probs")
 
     def __init__(self, options: GumbelVAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()

@@ -46,7 +46,7 @@ from torch import nn
 from genbench.baselines.reparam_kl import LOGVAR_LIMIT
 from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.autoencoder import make_likelihood
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.nets import build_decoder, mlp
 from genbench.models.vae import standard_normal_log_prob
 
@@ -107,8 +107,9 @@ def expand_samples(t: torch.Tensor, k: int) -> torch.Tensor:
 @register_model("hvae", "vae", HVAEOptions, "elbo",
                 "hierarchical VAE with ladder inference (Sønderby et al. 2016), MLP",
                 kernel_ops=("reparam_kl",))
-class HVAE(nn.Module):
-    representation_kind = "gaussian-mean"
+class HVAE(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="iwae", elbo=True, reconstructs=True,
+                                latent_space=True, representation="gaussian-mean")
 
     def __init__(self, options: HVAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()

@@ -55,7 +55,7 @@ from torch import nn
 
 from genbench.utils.pixels import PIXEL_LEVELS, images_to_uint8, uint8_to_images
 from genbench.errors import ConfigError
-from genbench.models.base import check_draw, register_model
+from genbench.models.base import Capabilities, GenerativeModel, check_draw, register_model
 from genbench.models.nets import gate
 from genbench.models.likelihood import BIN_WIDTH, ExactDiscrete
 
@@ -468,7 +468,8 @@ def check_image_data(options: PixelCNNOptions, data_info) -> None:
                 "gated PixelCNN (van den Oord et al. 2016): vertical/horizontal stacks, R->G->B masks, 256-way "
                 "softmax or discretised logistic mixture (PixelCNN++), optional class conditioning, exact NLL, "
                 "naive vs cached raster sampler", kernel_ops=())
-class PixelCNN(nn.Module):
+class PixelCNN(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="exact", ar_samplers=True)
     sampler_names = SAMPLERS
 
     def __init__(self, options: PixelCNNOptions, data_info, backend: str = "auto", objective=None):

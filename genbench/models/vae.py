@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
 
 from genbench.baselines.reparam_kl import LOGVAR_LIMIT
 from genbench.kernels import reparameterize_kl, resolve_backend
 from genbench.models.autoencoder import AutoencoderOptions, make_likelihood
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.nets import (
     build_decoder,
     build_encoder,
@@ -44,7 +43,10 @@ class VAEOptions(AutoencoderOptions):
 @register_model("vae", "vae", VAEOptions, "elbo",
                 "VAE with Gaussian q(z|x), Bernoulli or Gaussian p(x|z), MLP or conv",
                 kernel_ops=lambda o: ("reparam_kl", *decoder_ops(o)))
-class VAE(nn.Module):
+class VAE(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="iwae", elbo=True, reconstructs=True,
+                                latent_space=True, representation="gaussian-mean")
+
     def __init__(self, options: VAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         shape = data_info.shape
@@ -102,8 +104,6 @@ class VAE(nn.Module):
     def reconstruct_output(self, x: torch.Tensor) -> torch.Tensor:
         mu, _ = self.encode(x)
         return self.decoder(mu)
-
-    representation_kind = "gaussian-mean"
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]  # (B, latent): the mean of q(z|x)

@@ -45,7 +45,7 @@ from torch import nn
 
 from genbench.errors import ConfigError
 from genbench.kernels import reparameterize_kl, resolve_backend
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.gan_nets import LEAK
 from genbench.models.nets import (
     build_decoder,
@@ -126,15 +126,15 @@ def build_feature_discriminator(options: VAEGANOptions, shape: tuple[int, ...]) 
 @register_model("vae-gan", "vae-gan", VAEGANOptions, "vaegan",
                 "VAE-GAN (Larsen et al. 2016): VAE + GAN, reconstruction error in D's feature space",
                 kernel_ops=lambda o: ("reparam_kl", *decoder_ops(o)), trainer="vaegan")
-class VAEGAN(nn.Module):
-    representation_kind = "gaussian-mean"
+class VAEGAN(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nominal_likelihood=True, reconstructs=True,
+                                latent_space=True, representation="gaussian-mean")
 
     def __init__(self, options: VAEGANOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()
         shape = tuple(data_info.shape)
         self.latent_dim, self.backend = options.latent_dim, backend
         self.likelihood = Likelihood("gaussian", 1.0, quantised=data_info.kind == "image")  # nominal: see above
-        self.nominal_likelihood = True
         self.sample_description = "decoder output Dec(z), z ~ N(0, I) (no pixel likelihood)"
         self.encoder = build_encoder(options.arch, shape, 2 * options.latent_dim, options.hidden, options.channels)
         squash = nn.Tanh() if len(shape) == 3 else nn.Identity()  # images in [-1, 1]; points unbounded

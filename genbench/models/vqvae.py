@@ -42,7 +42,7 @@ from genbench.errors import ConfigError
 from genbench.kernels import resolve_backend, vq_nearest
 from genbench.kernels.conv_transpose import ConvTranspose2d
 from genbench.models.autoencoder import make_likelihood
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.pixelcnn import CodePixelCNN
 from genbench.models.nets import conv_transpose_backends, decoder_ops, mlp
 
@@ -280,9 +280,13 @@ def ema_update(count: torch.Tensor, total: torch.Tensor, vectors: torch.Tensor, 
 @register_model("vq-vae", "vqvae", VQVAEOptions, "vqvae",
                 "VQ-VAE (van den Oord et al. 2017): discrete codes, straight-through; EMA codebook "
                 "and dead-code revival options; uniform prior over codes, or a PixelCNN prior fitted after training",
-                kernel_ops=lambda o: ("vq_nearest", *decoder_ops(o)))
-class VQVAE(nn.Module):
-    representation_kind = "pre-quantisation"
+                kernel_ops=lambda o: ("vq_nearest", *decoder_ops(o)),
+                batch_coupled="the codebook's EMA step and dead-code revival update it inside forward from each "
+                              "rank's shard, not from the global batch")
+class VQVAE(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="variational-bound", reconstructs=True,
+                                prepares_sampling=True, latent_space=True, representation="pre-quantisation",
+                                codebook=True)
 
     def __init__(self, options: VQVAEOptions, data_info, backend: str = "auto", objective=None):
         super().__init__()

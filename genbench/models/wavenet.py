@@ -45,7 +45,7 @@ from torch import nn
 
 from genbench.data.waves import LEVELS, QUANTISATION, mu_law_decode, mu_law_encode
 from genbench.errors import ConfigError
-from genbench.models.base import register_model
+from genbench.models.base import Capabilities, GenerativeModel, register_model
 from genbench.models.gumbel import gumbel_noise
 from genbench.models.nets import gate
 from genbench.models.likelihood import ExactDiscrete
@@ -186,7 +186,8 @@ def draw_codes(logits: torch.Tensor, generator: torch.Generator | None) -> torch
                 "WaveNet (van den Oord et al. 2016): causal dilated convolutions, gated residual blocks, "
                 "256-way softmax over mu-law codes; naive and Fast WaveNet (cached) samplers",
                 kernel_ops=())
-class WaveNet(nn.Module):
+class WaveNet(GenerativeModel):
+    capabilities = Capabilities(samples=True, likelihood=True, nll="exact", ar_samplers=True)
     sampler_names = ("naive", "cached")
 
     def __init__(self, options: WaveNetOptions, data_info, backend: str = "auto", objective=None):

@@ -127,7 +127,9 @@ def bernoulli_kl(rho: float, rho_hat: torch.Tensor) -> torch.Tensor:
 
 
 @register_objective("sparse", "sparse-autoencoder", SparseOptions,
-                    "sparse autoencoder (Ng 2011): recon + weight * sum_j KL(rho || mean activation_j)")
+                    "sparse autoencoder (Ng 2011): recon + weight * sum_j KL(rho || mean activation_j)",
+                    batch_coupled="the sparsity penalty is a function of the batch-mean activation, and a "
+                                  "shard's mean is not the global batch's")
 def sparse_loss(model, x: torch.Tensor, options: SparseOptions, generator, step: int | None = None) -> LossTerms:
     target = model.likelihood.prepare(x, generator)
     code = model.encode_code(target)  # (B, units), sigmoid activations in (0, 1)

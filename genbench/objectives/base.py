@@ -28,11 +28,15 @@ class Objective:
     # step (for schedules: KL warm-up, temperature annealing), None outside training.
     loss: Callable[[Any, torch.Tensor, Any, torch.Generator | None, int | None], LossTerms]
     summary: str  # one line, with the paper it comes from where it has one
+    # Why the loss couples the examples of a batch beyond a per-example mean, so that N
+    # shards do not add up to the global batch (such runs are refused under torchrun,
+    # genbench/train/distributed.py); None when it does not.
+    batch_coupled: str | None = None
 
 
-def register_objective(name: str, family: str, options: type, summary: str):
+def register_objective(name: str, family: str, options: type, summary: str, batch_coupled: str | None = None):
     def wrap(fn):
-        LOSSES.register(name, Objective(name, family, options, fn, summary))
+        LOSSES.register(name, Objective(name, family, options, fn, summary, batch_coupled))
         return fn
 
     return wrap

@@ -33,7 +33,7 @@ def nll_loss(model, x: torch.Tensor, options: NLLOptions, generator, step: int |
              labels: torch.Tensor | None = None) -> LossTerms:
     target = model.likelihood.prepare(x, generator)
     dims = math.prod(x.shape[1:])
-    nll = model.exact_nll(target, labels=labels) if getattr(model, "class_conditional", False) \
+    nll = model.exact_nll(target, labels=labels) if model.class_conditional \
         else model.exact_nll(target)  # (B,) nats
     loss = nll.mean() / dims
     bpd = model.likelihood.bits_per_dim(nll.detach(), dims).mean()

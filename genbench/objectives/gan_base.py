@@ -42,6 +42,7 @@ class GanLoss:
     needs_real_in_generator_step: bool = False
     init_state: Callable[[Any], dict] | None = None
     update_state: Callable[[dict, DOutput, DOutput, Any], dict] | None = None
+    batch_coupled: str | None = None  # as Objective.batch_coupled: why shards would not add up, or None
     family: str = field(default="gan", init=False)
 
 

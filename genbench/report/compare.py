@@ -2,20 +2,24 @@
 
 Why a module of its own: a reader of two result folders wants to know which numbers moved
 beyond their noise, in which direction that is good or bad, and whether the two sets were
-measured under the same conditions at all. The rules (DESIGN.md, EVALUATION.md):
+measured under the same conditions at all. The rules (docs/running.md, `genbench compare`;
+docs/evaluation.md, Traps):
 
 - Only numbers measured under the same conditions are compared. A group is every record
-  field that describes the run (report.GROUP: model, objective, dataset, precision,
-  backend, device) plus metric and unit, plus the provenance entries that make a number
-  comparable (sample counts, feature extractor and its weights hash, estimator,
-  sampler, bytes/FLOPs of a kernel case ...). Groups that differ in any of these are never
-  pooled; a group found on one side only is listed with the conditions that differ.
+  field that describes the run (GROUP: model, objective, dataset, precision, backend,
+  device) plus metric and unit, plus the provenance entries that make a number comparable.
+  Which entries those are, each producer declares where it registers its values
+  (genbench/values.py: a metric's `conditions` and `outcomes`); an entry it declares neither
+  is a condition when it is constant within each side of a group, an outcome (ignored) when
+  it varies between the seeds of one side. Records of unknown origin use every producer's
+  declarations. Groups that differ in any condition are never pooled; a group found on one
+  side only is listed with the conditions that differ.
 - A quality number is a distribution over seeds: each side's values over seeds (kernel
   benchmarks: repeated records) are the samples; the noise band of the difference of
-  means is a percentile bootstrap interval. With one value per side there is no noise
-  estimate unless the record carries its own timing quantiles.
-- Each metric has a direction (lower or higher is better) from a table keyed by metric
-  name and unit; a metric of unknown direction is shown as a change, never a regression.
+  means is a percentile bootstrap interval (scipy.stats.bootstrap). With one value per
+  side there is no noise estimate unless the record carries its own timing quantiles.
+- Each value's direction (lower or higher is better, or neither) is its producer's
+  declaration; a value of unknown direction is shown as a change, never a regression.
 
 Only end-of-run records (step None) are compared; training curves and `run/complete`
 markers are not. Records of interrupted attempts are left out (store.completed_records),
@@ -26,18 +30,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from scipy import stats
 from tabulate import tabulate
 
 from genbench.errors import GenbenchError
-from genbench.report import GROUP
-from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, completed_records, read_records
+from genbench.harness.store import (COMPLETE_METRIC, RESULTS_FILE, START_METRIC, completed_records, read_records,
+                                   record_files)
+from genbench.report.producers import Producer, producer_of, producers, sign_of
+from genbench.report.base import GROUP
 from genbench.report.tables import fmt, versions_text
 
 RECORD_KEYS = [*GROUP, "metric", "unit"]
@@ -45,107 +51,23 @@ BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: the same folders always give the same intervals
 CONFIDENCE = 0.95
 
-# Provenance entries that define what a number means: always part of the group key, so
-# numbers that differ in any of them are never pooled (sample counts, extractor, ...).
-CONDITION_KEYS = frozenset({
-    # sample counts and reference data
-    "n_generated", "n_reference", "n_samples", "n_real", "n_test", "n_train", "n_examples", "n_eval",
-    "n_id", "n_ood", "n_pairs", "n_labelled", "n_per_class", "n_features", "n_descriptors",
-    "n_projections", "n_repeats", "n_modes", "samples", "reference_split", "reference_cache_key",
-    "split", "splits", "ood_dataset", "ood_content_hash", "ood_subset", "conversion",
-    # feature extractor and the path images take to it
-    "extractor", "extractor_weights_hash", "feature_layer", "input", "preprocessing",
-    # metric settings
-    "kid_subset_size", "kid_subsets", "isc_splits", "prc_neighborhood", "convention", "estimator",
-    "iwae_k", "z_samples", "sigma", "mode_sigma", "n_sigmas", "threshold", "classifier", "C",
-    "max_iter", "levels", "patch_size", "patches_per_image", "normalisation", "codebook_size",
-    "positions", "bins", "binning", "copy_threshold", "space", "dim", "dims", "settings",
-    "representation_kind", "factors", "protocol", "score",
-    # samplers
-    "sampler", "steps", "variance", "eta", "timesteps", "weights", "point",
-    # how time and memory were measured
-    "method", "measured", "scope", "batch", "batch_size", "warmup_steps", "timed_batches", "timing",
-    "torch_threads",
-    # kernel benchmark cases
-    "bytes", "flops", "examples", "case_allow_tf32",
-})
-
-# Provenance entries that are outcomes of one measurement (or its seed), not conditions:
-# they differ between seeds by nature and are never part of the group key.
-MEASUREMENT_KEYS = frozenset({
-    "seed", "sample_seed", "n_correct", "n_high_quality", "counts", "std", "std_error",
-    "null_std_error", "train_accuracy", "per_factor", "kid_std", "n_active_dims",
-    "codes_revived_in_training", "flagged_indices", "assigns_higher_likelihood_to_ood",
-    "step_seconds", "batch_seconds", "call_seconds", "at_step", "reason", "nonfinite", "error",
-    "failed_in", "artefacts", "config", "kernel_backends", "dataset",
-    # kernel benchmarks: timing quantiles and figures derived from the same timing
-    "q20_ms", "q80_ms", "cudagraph_ms", "cudagraph_error", "copy_bandwidth_gbps",
-    "fraction_of_copy_bw", "tflops", "matmul_peak_tflops", "fraction_of_matmul_peak",
-    "matmul_allow_tf32",
-})
-# Any other provenance entry is a condition when it is constant within each side of a
-# group, and an outcome (ignored) when it varies between the seeds of one side.
+# Provenance entries any record may carry as an outcome: store.sanitize_value flags a NaN/Inf.
+STORE_OUTCOMES = frozenset({"nonfinite"})
 
 # Run-level conditions from each run's `run/complete` record: the training budget and the
 # data's content hash (the labels name model and objective options, not these).
 RUN_CONFIG_CONDITIONS = ("steps", "batch_size", "lr", "adam_beta1", "adam_beta2", "eval_samples", "iwae_k",
                          "feature_extractor", "trainer_options")
 RUN_CONDITIONS_FIELD = "_run_conditions"  # where load_side attaches them to each compared record
+PRODUCER_FIELD = "_producer"  # where load_side attaches each compared record's declared producer
 
-# Direction: +1 higher is better, -1 lower is better, 0 unknown (shown as a change only).
-# Looked up by the full metric name, then by its name (phase and "@point" stripped), then
-# by name pattern, then by unit.
-METRIC_DIRECTION = {
-    "c2st/accuracy": 0,  # 0.5 is best (indistinguishable), not higher
-    "c2st/p_value": 0,
-    "anomaly/ood_bpd": 0,  # the OOD data should get *high* bits/dim: not "lower is better"
-    "memorisation/median_ratio": 0,
-    "stability/collapse_step": 0,
-    "test/kl": 0,  # the rate: a trade-off, not a score
-}
-NAME_DIRECTION = {
-    "elbo": +1, "iwae": +1, "is": +1, "precision": +1, "recall": +1, "auroc": +1, "mig": +1,
-    "beta_vae_score": +1, "factor_vae_score": +1, "codebook_usage": +1, "codebook_perplexity": +1,
-    "modes_captured": +1, "high_quality_pct": +1, "coverage": +1, "bandwidth": +1, "throughput": +1,
-    "fid": -1, "kid": -1, "nll": -1, "nll_bpd": -1, "neg_elbo_bpd": -1, "recon_mse": -1,
-    "recon_nll": -1, "elbo_recon_nll": -1, "loss": -1, "reverse_kl": -1, "peak_memory": -1,
-    "time": -1, "dead_codes": -1, "fraction_copies": -1, "diverged": -1, "failed": -1,
-    "id_bpd": -1, "kid_std": 0, "is_std": 0, "ms_ssim": 0, "ms_ssim_real": 0,
-}
-PATTERN_DIRECTION = [  # (regular expression on the name, direction), first match wins
-    (r"(^|_)acc(uracy)?(_|$)", +1), (r"per_s(econd)?$|_throughput$", +1), (r"^(best|final)_fid$", -1),
-    (r"^(best|final)_modes_captured$", +1), (r"_loss$|^loss_", -1),
-]
-UNIT_DIRECTION = {
-    "fid": -1, "kid": -1, "bits/dim": -1, "nats/example": -1, "nats": -1, "loss": -1, "ms": -1,
-    "s": -1, "bytes": -1, "examples/s": +1, "samples/s": +1, "TFLOP/s": +1, "GB/s": +1,
-    "accuracy": +1, "AUROC": +1, "inception score": +1,
-}
-SWD_UNIT = re.compile(r"^swd\b")  # sliced Wasserstein distance: lower is better
 RATE_UNITS = frozenset({"examples/s", "samples/s", "TFLOP/s", "GB/s"})  # inverse of a time
 
-REGRESSED, IMPROVED, CHANGED = "REGRESSION", "improvement", "changed (direction unknown)"
+REGRESSED, IMPROVED, CHANGED = "REGRESSION", "improvement", "changed (no better direction)"
 NO_ESTIMATE, WITHIN_NOISE, IDENTICAL = "no noise estimate", "within noise", "identical"
 VERDICT_ORDER = [REGRESSED, CHANGED, IMPROVED, NO_ESTIMATE, WITHIN_NOISE, IDENTICAL]
 UNCHANGED = (WITHIN_NOISE, IDENTICAL)
 KERNEL_HEADERS = {"model": "op", "objective": "provider", "dataset": "case"}
-
-
-def direction(metric: str, unit: str) -> int:
-    """+1 when higher is better, -1 when lower is better, 0 when unknown."""
-    if metric in METRIC_DIRECTION:
-        return METRIC_DIRECTION[metric]
-    name = metric.split("/", 1)[-1].split("@", 1)[0]
-    if name in NAME_DIRECTION:
-        return NAME_DIRECTION[name]
-    if SWD_UNIT.match(unit):
-        return -1
-    for pattern, sign in PATTERN_DIRECTION:
-        if re.search(pattern, name):
-            return sign
-    if unit.startswith("modes"):
-        return +1
-    return UNIT_DIRECTION.get(unit, 0)
 
 
 # ---------------------------------------------------------------- loading
@@ -156,7 +78,7 @@ class Side:
     """One side of the comparison: its records and where they came from."""
 
     label: str  # "A" (baseline) or "B" (candidate)
-    path: Path  # the results file
+    path: Path  # the results file (a folder holding both results.jsonl.gz and results.jsonl)
     records: list[dict[str, Any]]  # every record of completed attempts (markers included)
     final: list[dict[str, Any]]  # the end-of-run records that are compared
     dropped_runs: int  # runs left out because no attempt of theirs completed
@@ -168,17 +90,18 @@ class Side:
 
 
 def results_file(path: str | Path) -> Path:
-    """The results file behind a folder or file argument, with a fix when there is none."""
+    """The results behind a folder or file argument (a folder: its results.jsonl, or the
+    committed results.jsonl.gz, or both), with a fix when there are none."""
     path = Path(path)
     if path.is_dir():
-        file = path / RESULTS_FILE
-        if not file.is_file():
+        files = [f for f in record_files(path) if f.is_file()]
+        if not files:
             raise GenbenchError(
                 f"{path} is a folder without {RESULTS_FILE}: pass a result folder written by "
                 "`genbench run` or `genbench kernels` (results/<suite>/<stamp>-<host>/), or a "
                 ".jsonl file of records such as a saved kernel baseline."
             )
-        return file
+        return files[0] if len(files) == 1 else path  # both: the folder, read as one
     if path.is_file():
         return path
     raise GenbenchError(
@@ -194,10 +117,11 @@ def load_side(path: str | Path, label: str) -> Side:
     markerless = not any(r.get("metric") == COMPLETE_METRIC for r in records)
     kept = records if markerless else completed_records(records)
     dropped = len({r.get("run_id") for r in records} - {r.get("run_id") for r in kept})
-    final = [r for r in kept if r.get("step") is None and r.get("metric") != COMPLETE_METRIC]
+    final = [r for r in kept if r.get("step") is None and r.get("metric") not in (COMPLETE_METRIC, START_METRIC)]
     by_run = run_conditions(kept)
     for r in final:
         r[RUN_CONDITIONS_FIELD] = by_run.get((r.get("run_id"), r.get("attempt")), ())
+        r[PRODUCER_FIELD] = producer_of(r["metric"], r.get("provenance"))
     if not final:
         raise GenbenchError(
             f"{file} holds no end-of-run records of a completed run: every run there was "
@@ -232,6 +156,7 @@ class Key:
 
     fields: tuple[str, ...]  # values of RECORD_KEYS
     conditions: tuple[tuple[str, str], ...]  # (provenance key, canonical JSON value), sorted
+    producer: Producer | None = field(default=None, compare=False)  # who declared the value; None: unknown
 
     def get(self, name: str) -> str:
         return self.fields[RECORD_KEYS.index(name)]
@@ -253,15 +178,27 @@ def base_fields(record: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(record.get(k)) for k in RECORD_KEYS)
 
 
+def declared_keys(producer: Producer | None) -> tuple[frozenset[str], frozenset[str]]:
+    """(conditions, outcomes): the provenance keys a producer declares for its records; for
+    records of unknown origin every producer's (a key one declares a condition is one)."""
+    if producer is not None:
+        return producer.conditions, producer.outcomes | STORE_OUTCOMES
+    conditions = frozenset().union(*(p.conditions for p in producers()))
+    outcomes = frozenset().union(*(p.outcomes for p in producers()))
+    return conditions, (outcomes - conditions) | STORE_OUTCOMES
+
+
 def known_conditions(record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    prov = record.get("provenance") or {}
-    own = [(k, canonical(v)) for k, v in prov.items() if k in CONDITION_KEYS]
+    conditions, _ = declared_keys(record[PRODUCER_FIELD])
+    own = [(k, canonical(v)) for k, v in (record.get("provenance") or {}).items() if k in conditions]
     return tuple(sorted(own + list(record.get(RUN_CONDITIONS_FIELD, ()))))
 
 
 def unclassified(record: dict[str, Any]) -> dict[str, str]:
-    prov = record.get("provenance") or {}
-    return {k: canonical(v) for k, v in prov.items() if k not in CONDITION_KEYS and k not in MEASUREMENT_KEYS}
+    """Provenance entries the record's producer declares neither conditions nor outcomes."""
+    conditions, outcomes = declared_keys(record[PRODUCER_FIELD])
+    return {k: canonical(v) for k, v in (record.get("provenance") or {}).items()
+            if k not in conditions and k not in outcomes}
 
 
 def outcome_keys(sides: list[Side]) -> dict[tuple, set[str]]:
@@ -284,7 +221,7 @@ def record_key(record: dict[str, Any], varying: dict[tuple, set[str]]) -> Key:
     fields, conditions = base_fields(record), known_conditions(record)
     skip = varying.get((fields, conditions), set())
     extra = tuple((k, v) for k, v in unclassified(record).items() if k not in skip)
-    return Key(fields, tuple(sorted(conditions + extra)))
+    return Key(fields, tuple(sorted(conditions + extra)), record[PRODUCER_FIELD])
 
 
 # ---------------------------------------------------------------- samples and statistics
@@ -336,16 +273,17 @@ def quantile_band(record: dict[str, Any], times: dict[tuple, float]) -> tuple[fl
 
 def bootstrap_interval(a: list[float], b: list[float], resamples: int = BOOTSTRAP_RESAMPLES,
                        seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(b) - mean(a): seeds resampled with replacement
-    within each side, independently. The same generator seed for every group, so a group's
-    interval does not depend on which other groups were compared."""
-    rng = np.random.default_rng(seed)
-    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    means_a = xa[rng.integers(0, len(xa), (resamples, len(xa)))].mean(axis=1)
-    means_b = xb[rng.integers(0, len(xb), (resamples, len(xb)))].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    lo, hi = np.percentile(means_b - means_a, [tail, 100 - tail])
-    return float(lo), float(hi)
+    """Percentile bootstrap interval of mean(b) - mean(a) (scipy.stats.bootstrap): seeds
+    resampled with replacement within each side, independently. The same generator seed for
+    every group, so a group's interval does not depend on which other groups were compared."""
+    samples = (np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    result = stats.bootstrap(samples, difference_of_means, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", paired=False, vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(b, axis=axis) - np.mean(a, axis=axis)
 
 
 def band_interval(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
@@ -417,7 +355,7 @@ def make_row(key: Key, a: Sample, b: Sample) -> Row:
         interval, method = None, f"no finite values in {missing}"
     else:
         interval, method = None, "n=1, no interval"
-    return Row(key, a, b, direction(key.metric, key.unit), interval, method)
+    return Row(key, a, b, sign_of(key.producer, key.metric, key.unit), interval, method)
 
 
 # ---------------------------------------------------------------- comparison
@@ -448,7 +386,7 @@ class Comparison:
         only_a = sum(u.side == "A" for u in self.unmatched)
         return (f"compared {len(self.rows)}: {self.count(IMPROVED)} improved, {self.count(REGRESSED)} "
                 f"regressed, {self.count(*UNCHANGED)} unchanged, {self.count(CHANGED)} changed "
-                f"(direction unknown), {self.count(NO_ESTIMATE)} without a noise estimate; "
+                f"(no better direction), {self.count(NO_ESTIMATE)} without a noise estimate; "
                 f"only in A: {only_a}, only in B: {len(self.unmatched) - only_a}")
 
 
@@ -576,15 +514,20 @@ def label_columns(keys: list[Key]) -> tuple[list[str], dict[str, str]]:
     return varying, common
 
 
+def better(row: Row) -> str:
+    """The declared direction, or the fallback's guess for a value of unknown origin."""
+    spec = row.key.producer.spec(row.key.metric) if row.key.producer else None
+    return spec.direction if spec else {1: "higher", -1: "lower", 0: "?"}[row.direction]
+
+
 def rows_table(rows: list[Row], headers: dict[str, str]) -> str:
     keys = [r.key for r in rows]
     varying, common = label_columns(keys)
     extra = distinguishing(keys)
-    better = {1: "higher", -1: "lower", 0: "?"}
     table = []
     for r in rows:
         line = {headers.get(n, n): r.key.get(n) for n in varying}
-        line |= {"metric": r.key.metric, "unit": r.key.unit, "better": better[r.direction],
+        line |= {"metric": r.key.metric, "unit": r.key.unit, "better": better(r),
                  "A mean (n)": cell(r.a), "B mean (n)": cell(r.b),
                  "Δ": "" if r.delta is None else signed(r.delta), "Δ %": rel_cell(r),
                  "Δ interval": interval_cell(r), "verdict": r.verdict}
@@ -643,16 +586,19 @@ def provenance_section(comparison: Comparison) -> str:
 def method_note() -> str:
     return (
         "Method: per group (the fields above, metric, unit, and the provenance that makes numbers "
-        "comparable: sample counts, extractor and weights hash, estimator, sampler, kernel case ...), "
+        "comparable, as each value's producer declares it: sample counts, extractor and weights hash, "
+        "estimator, sampler, kernel case ...), "
         "each side's end-of-run values over seeds (kernel benchmarks: repeated records). "
         "Δ = mean(B) − mean(A); Δ % = Δ / |mean(A)|. Δ interval: with n ≥ 2 on both sides, the "
         f"{100 * CONFIDENCE:.0f}% percentile bootstrap interval of the difference of means "
-        f"({BOOTSTRAP_RESAMPLES:,} resamples of the seeds within each side, numpy default_rng({BOOTSTRAP_SEED})); "
+        f"({BOOTSTRAP_RESAMPLES:,} resamples of the seeds within each side: scipy.stats.bootstrap, "
+        f"rng numpy default_rng({BOOTSTRAP_SEED})); "
         "with n = 1 on both sides and timing quantiles in the records, `q20-q80` = [B.q20 − A.q80, "
         "B.q80 − A.q20], which excludes 0 only when the two 20–80% ranges of the repetitions do not "
         "overlap; otherwise none (n=1, no interval). A change is significant when its interval excludes "
-        "0: a REGRESSION or an improvement by the metric's direction (`better`), a change when the "
-        "direction is unknown. With few seeds the bootstrap interval is a noise band, not a calibrated "
+        "0: a REGRESSION or an improvement by the direction the value's producer declares (`better`; "
+        "`?`: a value of unknown origin whose direction no declaration or unit tells), a change when "
+        "better is neither or unknown. With few seeds the bootstrap interval is a noise band, not a calibrated "
         "test (n = 2: the range of the pairwise differences, significant only when the two sides' values "
         "do not overlap)."
     )

@@ -1,6 +1,5 @@
-"""Report sections for likelihood models: one bits/dim table across families, the model
-families' trade-offs made quantitative, likelihood-based anomaly detection, and the
-autoregressive samplers (naive vs cached) side by side.
+"""Likelihood across families: one bits/dim table across families, and the model
+families' trade-offs made quantitative.
 
 Every bits/dim figure here is the `likelihood` metric's on the test split, so one table
 compares exact NLLs (autoregressive, flows on dequantised data), variational bounds
@@ -11,9 +10,11 @@ line under each table says how the 8-bit data were scored.
 from __future__ import annotations
 
 import pandas as pd
-from tabulate import tabulate
 
-from genbench.report.tables import SETTING_SPLIT, drop_uniform, mean_std
+from genbench.report.base import Inputs
+from genbench.report.tables import SETTING_SPLIT, drop_uniform, markdown_table, mean_std
+
+TITLE = "Likelihood across families"
 
 # What each model family trades, in the words of the classic comparison table (key idea,
 # pros, cons); the measured columns beside them make it quantitative.
@@ -56,20 +57,17 @@ def base_model(label: str) -> str:
     return label.split("[", 1)[0]
 
 
-def by_metric_fn(final: pd.DataFrame, name: str) -> pd.DataFrame:
-    return final[final["provenance"].map(lambda p: p.get("metric_fn") == name)]
-
-
 def binarised(provenance: dict) -> bool:
     """Scored on binarised data (Bernoulli decoders): bits/dim of a different problem than
     the 8-bit levels, never ranked beside them."""
     return "binaris" in str(provenance.get("convention", ""))
 
 
-def likelihood_section(final: pd.DataFrame) -> str:
+def section(inputs: Inputs) -> str:
     """Per dataset, every model with a held-out NLL, best bits/dim first, beside its
     throughputs, memory and sample quality; then the families' trade-offs. Models scored on
     binarised data get their own table."""
+    final = inputs.final
     nll = final[final["metric"] == "test/nll_bpd"]
     if nll.empty:
         return "(no run recorded a held-out NLL in bits/dim)"
@@ -100,7 +98,7 @@ def likelihood_table(records: pd.DataFrame, scopes: dict, data: str) -> str:
     frame = frame.dropna(axis=1, how="all").fillna("")
     conventions = sorted({f"{base_model(m)}: {p.get('convention', '')}"
                           for m, p in zip(records["model"], records["provenance"])})
-    return (tabulate(frame, headers="keys", tablefmt="github", showindex=False)
+    return (markdown_table(frame)
             + f"\n\nConventions (all on the same test split, {data}):\n\n" + "\n".join(f"- {c}" for c in conventions))
 
 
@@ -123,55 +121,4 @@ def families_table(final: pd.DataFrame) -> str:
         rows.append(row)
     note = ("Throughputs are medians over the model's runs on this machine (same batch sizes as the runs; "
             "see Performance), so they compare within this report only.")
-    return ("### Model families\n\n" + tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github",
-                                                showindex=False) + "\n\n" + note)
-
-
-def anomaly_section(final: pd.DataFrame) -> str:
-    """AUROC of each model's NLL at telling its held-out test split (negatives) from other
-    embedded datasets (positives); below 0.5 the model gives the other data higher likelihood."""
-    records = by_metric_fn(final, "anomaly")
-    if records.empty:
-        return "(no anomaly-detection records: only models with a likelihood on embedded image data record them)"
-    rows, flagged = [], []
-    for (model, objective, dataset, *split), runs in records.groupby(["model", "objective", "dataset",
-                                                                      *SETTING_SPLIT], sort=True):
-        row = {"model": model, "objective": objective, "trained on": dataset, **dict(zip(SETTING_SPLIT, split))}
-        own = runs[runs["metric"].str.startswith("anomaly/id_")]["value"]
-        row["test bpd (own)"] = mean_std(own)
-        for metric, values in runs.groupby("metric", sort=True):
-            name = metric.split("/", 1)[1]
-            if name.startswith("auroc@"):
-                ood = name.split("@", 1)[1]
-                row[f"AUROC vs {ood}"] = mean_std(values["value"])
-                row[f"bpd on {ood}"] = mean_std(runs[runs["metric"].str.startswith("anomaly/ood_")
-                                                     & runs["metric"].str.endswith(f"@{ood}")]["value"])
-                if values["value"].mean() < 0.5:
-                    flagged.append(f"{model} ({dataset}) vs {ood}")
-        rows.append(row)
-    table = tabulate(drop_uniform(pd.DataFrame(rows)).fillna(""), headers="keys", tablefmt="github", showindex=False)
-    failure = ("Known failure (Nalisnick et al. 2019) seen here: AUROC < 0.5, the model assigns higher likelihood "
-               "to the other data: " + "; ".join(flagged) + "." if flagged
-               else "No model assigned higher mean likelihood to another dataset than to its own test split.")
-    conversions = sorted({str(p.get("conversion", "")) for p in records["provenance"] if p.get("conversion")})
-    return (table + "\n\n" + failure + "\n\nScore: NLL in bits/dim (higher = more anomalous); AUROC by the "
-            "Mann-Whitney statistic, ties counted half.\n\n" + "\n".join(f"- {c}" for c in conversions))
-
-
-def ar_sampler_section(final: pd.DataFrame) -> str:
-    """Samples/s of the naive sampler (the whole network re-run per generated value) and the
-    cached one, timed side by side in one process, and whether they drew identical samples."""
-    records = by_metric_fn(final, "ar_samplers")
-    if records.empty:
-        return "(no autoregressive sampler records)"
-    rows = []
-    for (model, dataset, *split), runs in records.groupby(["model", "dataset", *SETTING_SPLIT], sort=True):
-        row = {"model": model, "dataset": dataset, **dict(zip(SETTING_SPLIT, split))}
-        for metric, values in runs.groupby("metric", sort=True):
-            row[metric.split("/", 1)[1]] = mean_std(values["value"])
-        rows.append(row)
-    prov = records[records["metric"].str.contains("samples_per_s")]["provenance"].iloc[0]
-    detail = ", ".join(f"{k}={prov[k]}" for k in ("method", "n", "device") if k in prov)
-    return (tabulate(drop_uniform(pd.DataFrame(rows)).fillna(""), headers="keys", tablefmt="github", showindex=False)
-            + f"\n\nMeasured side by side in one process ({detail}); identical = 1 when both samplers drew the "
-            "same samples from the same seed.")
+    return "### Model families\n\n" + markdown_table(pd.DataFrame(rows).fillna("")) + "\n\n" + note

@@ -5,8 +5,8 @@ its seed noise, so a reader sees when mixed precision is free and when it is not
 Rows pair a reduced-precision setting with the fp32 setting that differs from it only in
 precision (same model, objective, dataset, backend, device). Speed-up is the ratio of mean
 training throughputs. Quality is each headline metric the runs recorded, one row each:
-sample quality (FID, else KID) and likelihood (held-out bits/dim, else NLL); lower is
-better for all of them. Its change is mean(reduced) -
+sample quality (FID, else KID) and likelihood (held-out bits/dim, else NLL); which way is
+better, each value's producer declares (lower, for all of them). Its change is mean(reduced) -
 mean(fp32) with a noise band: +- (std_reduced^2/n_r + std_fp32^2/n_f)^0.5, the standard error
 of the difference of means (shown only with two or more seeds on each side). "free" means the
 change is within twice that band, so the speed-up costs no measurable quality.
@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from tabulate import tabulate
 
-from genbench.report.tables import fmt
+from genbench.report.base import Inputs
+from genbench.report.producers import producer_of, sign_of
+from genbench.report.tables import fmt, markdown_table
+
+TITLE = "Precision ledger"
 
 PAIR_KEYS = ["model", "objective", "dataset", "backend", "device"]
 QUALITY = (("quality/fid", "quality/kid"), ("test/nll_bpd", "test/nll"))  # per kind, the first recorded
@@ -67,15 +70,21 @@ def quality_row(row: dict, metric: str, reduced: pd.DataFrame, full: pd.DataFram
     elif abs(delta) <= 2 * noise:
         row["verdict"] = "free (within noise)"
     else:
-        row["verdict"] = "worse" if delta > 0 else "better"
+        row["verdict"] = "better" if delta * direction(full, metric) > 0 else "worse"
     return row
 
 
-def precision_section(final: pd.DataFrame) -> str:
+def direction(runs: pd.DataFrame, metric: str) -> int:
+    """+1 / -1 when higher / lower is better, as the producer of `metric`'s records declares."""
+    record = runs[runs["metric"] == metric].iloc[0]
+    return sign_of(producer_of(metric, record["provenance"]), metric, record["unit"])
+
+
+def section(inputs: Inputs) -> str:
     """One row per (model, objective, dataset, backend, device, reduced precision) that has
     an fp32 counterpart."""
     rows = []
-    for setting, runs in final.groupby(PAIR_KEYS, sort=True):
+    for setting, runs in inputs.final.groupby(PAIR_KEYS, sort=True):
         precisions = set(runs["precision"])
         if "fp32" not in precisions or len(precisions) < 2:
             continue
@@ -88,4 +97,4 @@ def precision_section(final: pd.DataFrame) -> str:
     note = ("Speed-up: mean training throughput at the reduced precision over fp32 (same batch size and device). "
             "Change: reduced minus fp32 of the quality metric (lower is better for all of them), ± the standard "
             "error of the difference of the seed means; 'free' = within twice that.")
-    return tabulate(pd.DataFrame(rows).fillna(""), headers="keys", tablefmt="github", showindex=False) + "\n\n" + note
+    return markdown_table(pd.DataFrame(rows).fillna("")) + "\n\n" + note

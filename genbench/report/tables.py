@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from tabulate import tabulate
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -36,3 +37,15 @@ SETTING_SPLIT = ["precision", "backend", "device"]
 def drop_uniform(frame: pd.DataFrame, columns: list[str] = SETTING_SPLIT) -> pd.DataFrame:
     """`frame` without those of `columns` that hold a single value throughout."""
     return frame.drop(columns=[c for c in columns if c in frame and frame[c].nunique(dropna=False) <= 1])
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub pipe table of `frame`, cells as given (no number parsing beyond tabulate's);
+    a `|` inside a cell is escaped, so that record text cannot split a cell in two."""
+    if any(isinstance(c, str) and "|" in c for c in [*frame.columns, *frame.to_numpy().ravel()]):
+        frame = frame.rename(columns=escape_pipes).map(escape_pipes)
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False)
+
+
+def escape_pipes(cell):
+    return cell.replace("|", "\\|") if isinstance(cell, str) else cell

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -52,13 +52,16 @@ class AdversarialOptions:
     ema_decay: float | None = None  # EMA of generator weights used for sampling (Yazici et al. 2019), e.g. 0.999
     separate_batches: bool = True  # D sees real and fake in separate batches (separate BatchNorm statistics)
     replay_buffer: int = 0  # past fakes kept; half of each D fake batch replays them (Shrivastava et al. 2017)
-    eval_every: int = 0  # steps between stability evaluations; 0 = 10 evaluations per run
-    eval_samples: int = 1000  # samples per stability evaluation
+    monitor_every: int = 0  # steps between stability-monitor evaluations; 0 = 10 evaluations per run
+    monitor_samples: int = 1000  # samples per stability-monitor evaluation (not the run's eval_samples)
     explosion: float = 1e6  # |loss| above this counts as divergence
 
+    # Old names, refused with the new one: `eval_samples` read as the run's own setting of that name.
+    RENAMED: ClassVar[dict[str, str]] = {"eval_every": "monitor_every", "eval_samples": "monitor_samples"}
+
     def __post_init__(self):
-        if self.n_critic < 1 or self.replay_buffer < 0 or self.eval_every < 0 or self.eval_samples < 2:
-            raise ValueError("n_critic >= 1, replay_buffer >= 0, eval_every >= 0 and eval_samples >= 2")
+        if self.n_critic < 1 or self.replay_buffer < 0 or self.monitor_every < 0 or self.monitor_samples < 2:
+            raise ValueError("n_critic >= 1, replay_buffer >= 0, monitor_every >= 0 and monitor_samples >= 2")
         if not 0.0 <= self.noisy_labels < 0.5:
             raise ValueError("noisy_labels must be in [0, 0.5)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
@@ -241,7 +244,7 @@ def train_adversarial(ctx) -> TrainOutcome:
     if o.ema_decay is not None:
         ctx.model.enable_ema(o.ema_decay)
     steps = AdversarialStep(ctx)
-    monitor = StabilityMonitor(ctx, o.eval_every or max(1, cfg.steps // 10))
+    monitor = StabilityMonitor(ctx, o.monitor_every or max(1, cfg.steps // 10))
     outcome = TrainOutcome()
     ctx.model.train()
     bar = tqdm(range(1, cfg.steps + 1), desc="train", leave=False, disable=not ctx.progress, mininterval=0.5)
@@ -283,4 +286,6 @@ def validate(model_options, loss, options: AdversarialOptions) -> None:
         )
 
 
-register_trainer(Trainer("adversarial", AdversarialOptions, train_adversarial, validate))
+register_trainer(Trainer("adversarial", AdversarialOptions, train_adversarial, validate,
+                         summary="GANs: n_critic discriminator steps per generator step, a registered loss and "
+                                 "regularisers, stability signals"))

@@ -1,4 +1,5 @@
-"""Trainer registry and the types every training loop shares."""
+"""Trainer registration (the TRAINERS registry, `genbench list trainers`) and the types
+every training loop shares."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from genbench.registry import TRAINERS
 
 
 @dataclass
@@ -38,17 +41,18 @@ class TrainContext:
 
 @dataclass(frozen=True)
 class Trainer:
-    name: str
-    options: type
+    name: str  # what a model spec names as its trainer
+    options: type  # options dataclass, validated from the run's trainer_options
     train: Callable[[TrainContext], TrainOutcome]
     # Checks of a run's combination of parts, called when the run is resolved:
     # validate(model_options, objective, trainer_options) raises ConfigError.
     validate: Callable[[Any, Any, Any], None] | None = None
-
-
-TRAINERS: dict[str, Trainer] = {}
+    summary: str = field(kw_only=True)  # one line for `genbench list trainers -v`
+    # True when the loop is DDP-aware: it takes its shard of every global batch, computes the
+    # loss inside DDP and averages its logged scalars over ranks (genbench/train/distributed.py).
+    # Runs of any other trainer are refused under torchrun with more than one process.
+    data_parallel: bool = field(default=False, kw_only=True)
 
 
 def register_trainer(trainer: Trainer) -> Trainer:
-    TRAINERS[trainer.name] = trainer
-    return trainer
+    return TRAINERS.register(trainer.name, trainer)

@@ -17,6 +17,11 @@ runs. All ranks then train every run together:
   time is the slowest rank's, so throughput counts the global batch per step;
 - rank 0 alone writes records and artefacts and evaluates; the other ranks wait.
 
+What cannot split this way is declared where it is registered and refused here before
+anything trains: a trainer whose loop is not DDP-aware (Trainer.data_parallel False), and a
+model or objective whose step couples the examples of a batch (ModelSpec.batch_coupled,
+Objective.batch_coupled: the reason, or None).
+
 Without torchrun (or with one process) every function here is the identity or a no-op,
 so single-process runs are unchanged.
 """
@@ -35,35 +40,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from genbench.errors import ConfigError
+from genbench.train.base import TRAINERS
 
 # Collectives wait this long: while rank 0 evaluates a run (FID features, sampling), the
 # other ranks wait at a barrier, which the default 10-minute NCCL timeout could cut short.
 TIMEOUT = timedelta(hours=2)
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-# Trainers whose loop is DDP-aware (they add themselves next to their registration);
-# any other trainer's runs are refused under torchrun with world size > 1.
-DDP_TRAINERS: set[str] = set()
-
-# Parts whose training step couples the examples of a batch beyond a per-example mean,
-# so that N shards do not add up to the global batch: refused under DDP, not approximated.
-BATCH_COUPLED_MODELS = {
-    "glow": "actnorm's data-dependent initialisation reads the first batch, so each rank would "
-            "initialise its replica from its own shard and the replicas would differ",
-    "vq-vae": "the codebook's EMA step and dead-code revival update it inside forward from each "
-              "rank's shard, not from the global batch",
-}
-BATCH_COUPLED_OBJECTIVES = {
-    "sparse": "the sparsity penalty is a function of the batch-mean activation, and a shard's mean "
-              "is not the global batch's",
-}
-
-
-def register_ddp_trainer(name: str) -> None:
-    """Declare trainer `name` DDP-aware: it shards batches, wraps its model in DDP and averages
-    its logged scalars with the helpers below."""
-    DDP_TRAINERS.add(name)
-
 
 # -- who am I
 
@@ -171,14 +153,15 @@ def check_runs(runs: list, world: int) -> str:
 
 def unsupported(run, world: int) -> str | None:
     """Why `run` cannot train with DDP across `world` processes, or None."""
-    trainer = run.model_spec.trainer
-    if trainer not in DDP_TRAINERS:
-        return (f"the {trainer!r} trainer runs in one process only (its loop is not DDP-aware; "
-                f"DDP-aware: {', '.join(sorted(DDP_TRAINERS))})")
-    if run.model_spec.name in BATCH_COUPLED_MODELS:
-        return f"model {run.model_spec.name!r}: {BATCH_COUPLED_MODELS[run.model_spec.name]}"
-    if run.objective.name in BATCH_COUPLED_OBJECTIVES:
-        return f"objective {run.objective.name!r}: {BATCH_COUPLED_OBJECTIVES[run.objective.name]}"
+    trainer = TRAINERS.get(run.model_spec.trainer)
+    if not trainer.data_parallel:
+        aware = [name for name in TRAINERS.names() if TRAINERS.get(name).data_parallel]
+        return (f"the {trainer.name!r} trainer runs in one process only (its loop is not DDP-aware; "
+                f"DDP-aware: {', '.join(aware)})")
+    if run.model_spec.batch_coupled:
+        return f"model {run.model_spec.name!r}: {run.model_spec.batch_coupled}"
+    if run.objective.batch_coupled:
+        return f"objective {run.objective.name!r}: {run.objective.batch_coupled}"
     if run.config.batch_size % world:
         return (f"batch_size {run.config.batch_size} is not divisible by the world size {world} (each "
                 f"rank takes batch_size / world_size rows of every global batch)")
@@ -284,9 +267,9 @@ def check_replicas(model: nn.Module, device: torch.device) -> None:
     if not torch.equal(high.nan_to_num(), low.nan_to_num()):  # NaN: a diverged run, not a split
         raise RuntimeError(
             f"After DDP training the {type(model).__name__} replicas differ across ranks: some part "
-            "changes parameters outside the gradient step from its own shard. Add it to "
-            "genbench.train.distributed.BATCH_COUPLED_MODELS (refused under torchrun) or make it "
-            "rank-consistent."
+            "changes parameters outside the gradient step from its own shard. Declare it at its "
+            "registration, register_model(..., batch_coupled=REASON) or register_objective(..., "
+            "batch_coupled=REASON) (refused under torchrun), or make it rank-consistent."
         )
 
 

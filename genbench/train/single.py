@@ -77,10 +77,10 @@ class SingleStep:
         return terms, float(terms["loss"].detach()), float(global_grad_norm(self.model))
 
     def apply(self) -> bool:
-        """Step the optimiser, then the model's weight EMA where it keeps one (update_ema:
-        diffusion); True when the fp16 scaler skipped the step (inf/NaN gradients)."""
+        """Step the optimiser, then the model's weight EMA where it declares one (capability
+        ema: diffusion); True when the fp16 scaler skipped the step (inf/NaN gradients)."""
         skipped = scaler_step(self.scaler, self.optimiser)
-        if hasattr(self.model, "update_ema"):
+        if self.model.capabilities.ema:
             self.model.update_ema()
         return skipped
 
@@ -132,7 +132,7 @@ def train_single(ctx) -> TrainOutcome:
 
     x = ctx.data.train.x.to(ctx.device)
     part, noise = distributed.shard(), distributed.rank_generator(ctx.generator, ctx.config.seed)
-    if getattr(ctx.model, "class_conditional", False):
+    if ctx.model.class_conditional:
         batches = labelled_batches(x, train_labels(ctx.data), ctx.config.batch_size, ctx.generator, part)
         loss_fn = lambda xy, step: ctx.objective.loss(ctx.model, xy[0], ctx.objective_options,  # noqa: E731
                                                       noise, step, labels=xy[1])
@@ -158,5 +158,6 @@ def divergence(loss: float, grad_norm: float, precision: str) -> str | None:
     return None
 
 
-register_trainer(Trainer("single", SingleOptions, train_single))
-distributed.register_ddp_trainer("single")
+register_trainer(Trainer("single", SingleOptions, train_single, data_parallel=True,
+                         summary="one objective, one Adam optimiser (autoencoders, VAEs, flows, autoregressive "
+                                 "models, diffusion); data-parallel under torchrun"))

@@ -25,12 +25,26 @@ import statistics
 import torch
 
 from genbench.utils.figures import save_image_grid, save_point_panels, save_waveforms
+from genbench.values import declare_values
 
 COLLAPSE_FID_MARGIN = 20.0
 SNAPSHOT_IMAGES = 8  # images per evaluation in the samples-over-training figure (one row each)
 SNAPSHOT_POINTS = 500
 SNAPSHOT_SIGNALS = 4  # 1-D signals per evaluation (one row of line plots each)
 OVER_TRAINING = "samples_over_training.png"  # the figure of those snapshots, in the run's folder
+
+# What the monitor records (genbench/values.py); the quality it watches at each interval is
+# recorded by the run's quality probe (stability/fid, ...: genbench/metrics/monitor.py).
+declare_values("stability-monitor", {
+    "stability/*_std": ("neither", "loss std over the interval", "oscillation: std of a loss since the last interval"),
+    "stability/collapsed": ("lower", "bool", "1 when the quality fell far below its best at this interval"),
+    "stability/final_fid": ("lower", "fid", "FID of the generator at the last interval"),
+    "stability/best_fid": ("lower", "fid", "best FID over the intervals"),
+    "stability/final_modes_captured": ("higher", "modes_captured", "modes captured at the last interval"),
+    "stability/best_modes_captured": ("higher", "modes_captured", "most modes captured over the intervals"),
+    "stability/collapse_step": ("neither", "step", "step of the first collapse (time to collapse); none: never"),
+    "stability/failed": ("lower", "bool", "1 when the run diverged or was collapsed at the final evaluation"),
+}, conditions=("rule", "quality"), outcomes=("reason",))
 
 
 class StabilityMonitor:
@@ -72,7 +86,7 @@ class StabilityMonitor:
     def quality(self, step: int) -> tuple[float | None, str | None]:
         """Evaluate the current generator: (quality, higher is better; name), or (None, None)."""
         model, ctx = self.ctx.model, self.ctx
-        n = ctx.trainer_options.eval_samples
+        n = ctx.trainer_options.monitor_samples
         g = torch.Generator(device=ctx.device).manual_seed(ctx.config.seed + 7919)  # fixed noise every interval
         was_training = model.training
         model.eval()
@@ -112,8 +126,8 @@ class StabilityMonitor:
         self.save_snapshots()
         emit = self.ctx.emit
         if self.history:
-            sign = 1.0 if self.signal == "coverage" else -1.0
-            name = "modes_captured" if self.signal == "coverage" else "fid"
+            name = self.signal  # the quality is higher-better: FIDs were negated (see the probe)
+            sign = 1.0 if name == "modes_captured" else -1.0
             emit(f"stability/final_{name}", sign * self.history[-1][1], name, None)
             emit(f"stability/best_{name}", sign * max(q for _, q in self.history), name, None)
         emit("stability/collapse_step", self.collapse_step, "step", None, rule=self.rule())

@@ -141,4 +141,6 @@ def validate(model_options, objective, options: VAEGANTrainerOptions) -> None:
         )
 
 
-register_trainer(Trainer("vaegan", VAEGANTrainerOptions, train_vaegan, validate))
+register_trainer(Trainer("vaegan", VAEGANTrainerOptions, train_vaegan, validate,
+                         summary="VAE-GAN (Larsen et al. 2016, Algorithm 1): encoder, decoder and discriminator, "
+                                 "one optimiser each"))

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from genbench.utils.pixels import images_to_uint8  # noqa: E402
@@ -17,16 +18,25 @@ from genbench.utils.pixels import images_to_uint8  # noqa: E402
 MIN_TILE_PX = 48  # small images are enlarged (nearest neighbour) to at least this size
 
 
+def grid_canvas(u8: torch.Tensor, columns: int) -> torch.Tensor:
+    """uint8 tiles (N, C, H, W) -> (C, rows (H + 1) + 1, columns (W + 1) + 1): rows of
+    `columns` tiles in reading order, with white 1-px separators and white cells after
+    the last tile (torchvision.utils.make_grid)."""
+    from torchvision.utils import make_grid  # only image grids need torchvision
+
+    n, c = u8.shape[:2]
+    blank = u8.new_full((math.ceil(n / columns) * columns - n, *u8.shape[1:]), 255)  # fill the last row
+    tiles = torch.cat([u8, blank])  # (rows * columns, C, H, W)
+    if len(tiles) == 1:  # make_grid returns a lone tile without its frame
+        return F.pad(tiles[0], (1, 1, 1, 1), value=255)
+    return make_grid(tiles, nrow=columns, padding=1, pad_value=255)[:c]  # gray tiles come back as RGB
+
+
 def save_image_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> Path:
     """images (N, C, H, W) in [-1, 1] -> one PNG grid with 1-px separators."""
     u8 = images_to_uint8(images.detach().cpu())  # (N, C, H, W)
     n, c, h, w = u8.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    canvas = torch.full((c, rows * (h + 1) + 1, columns * (w + 1) + 1), 255, dtype=torch.uint8)
-    for i in range(n):
-        r, col = divmod(i, columns)
-        canvas[:, 1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + col * (w + 1): 1 + col * (w + 1) + w] = u8[i]
+    canvas = grid_canvas(u8, columns or math.ceil(math.sqrt(n)))
     array = canvas.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0] if c == 1 else array)
     scale = max(1, MIN_TILE_PX // max(h, w))
@@ -144,7 +154,7 @@ def latent_figures(model, test_x: torch.Tensor, run_dir: Path) -> dict[str, Path
     flat = z.flatten(1)  # (N, d)
     paths = {"interpolation": save_image_grid(interpolations(model, z), run_dir / "interpolation.png",
                                               INTERPOLATION_STEPS)}
-    if getattr(model, "representation_kind", "code") != "categorical-probs":
+    if model.capabilities.representation != "categorical-probs":  # one-hot codes have no axis to move along
         paths["traversal"] = save_image_grid(traversals(model, flat, z.shape[1:]), run_dir / "traversal.png",
                                              TRAVERSAL_STEPS)
     return paths

@@ -6,6 +6,9 @@ turns user input into one, converting strings by the field's type and rejecting
 unknown keys (with suggestions), values of the wrong type or outside a Literal, and
 numbers that are not finite or do not fit int64 (for every option of every dataclass;
 each dataclass's __post_init__ checks its own fields' ranges).
+
+An option that was renamed stays known under its old name, rejected with the new one: the
+dataclass declares `RENAMED: ClassVar[dict[str, str]] = {"old": "new"}`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def build_options(cls: type[C], values: Mapping[str, Any] | None, context: str) 
     unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]
+        renamed = getattr(cls, "RENAMED", {}).get(key)
+        if renamed:
+            raise ConfigError(f"Unknown option {key!r} for {context}: renamed to {renamed!r} (same meaning); "
+                              f"use {renamed!r} instead.")
         close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(

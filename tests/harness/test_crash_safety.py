@@ -52,8 +52,8 @@ def wait_for_second_run(results: Path, proc: subprocess.Popen, timeout: float = 
     deadline = time.time() + timeout
     while time.time() < deadline:
         lines = results.read_bytes().split(b"\n")[:-1] if results.is_file() else []  # whole lines only
-        records = [json.loads(line) for line in lines]
-        if any(r["metric"] == COMPLETE_METRIC for r in records) and any(r["seed"] == 1 for r in records):
+        records = [json.loads(line) for line in lines]  # run/start lines carry the seed (compact records)
+        if any(r["metric"] == COMPLETE_METRIC for r in records) and any(r.get("seed") == 1 for r in records):
             return
         if proc.poll() is not None:
             pytest.fail(f"the suite exited (code {proc.returncode}) before it could be killed: "

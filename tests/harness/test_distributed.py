@@ -11,6 +11,7 @@ would be dequantised with per-rank noise streams, equal in distribution only).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import subprocess
@@ -154,9 +155,25 @@ def test_check_runs_names_what_is_unsupported():
         distributed.check_runs([tiny_run(model="vae-gan", dataset="digits", model_options={})], 2)
     with pytest.raises(ConfigError, match="model 'vq-vae'"):
         distributed.check_runs([tiny_run(model="vq-vae", dataset="digits", model_options={})], 2)
+    with pytest.raises(ConfigError, match="model 'glow': actnorm's data-dependent initialisation"):
+        distributed.check_runs([tiny_run(model="glow", dataset="digits", model_options={})], 2)
     with pytest.raises(ConfigError, match="objective 'sparse'"):
         distributed.check_runs([tiny_run(model="sparse-ae", dataset="digits", model_options={})], 2)
     assert distributed.check_runs([tiny_run(batch_size=64)], 4) == "cpu"
+
+
+def test_refusals_follow_the_declarations_at_registration():
+    """What is refused under torchrun is what the model spec, objective and trainer declare."""
+    run = tiny_run()
+    assert distributed.unsupported(run, 2) is None
+    coupled = dataclasses.replace(run, model_spec=dataclasses.replace(run.model_spec, batch_coupled="a reason"))
+    assert distributed.unsupported(coupled, 2) == "model 'ae': a reason"
+    coupled = dataclasses.replace(run, objective=dataclasses.replace(run.objective, batch_coupled="another"))
+    assert distributed.unsupported(coupled, 2) == "objective 'recon': another"
+    alone = dataclasses.replace(run, model_spec=dataclasses.replace(run.model_spec, trainer="vaegan"))
+    assert distributed.unsupported(alone, 2) == ("the 'vaegan' trainer runs in one process only (its loop is not "
+                                                 "DDP-aware; DDP-aware: single)")
+    assert TRAINERS.get("single").data_parallel and not TRAINERS.get("adversarial").data_parallel
 
 
 def test_sharded_batches_are_the_global_batch():

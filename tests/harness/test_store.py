@@ -94,7 +94,7 @@ def test_extra_field_rejected():
         validate_record(record)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 3, "1", None])
 def test_wrong_schema_version_rejected(version):
     with pytest.raises(ValueError, match="schema_version"):
         validate_record(make_record(schema_version=version))

@@ -5,6 +5,7 @@ Nothing here trains: every test stops at loading, resolving or planning.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from genbench.cli import main
 from genbench.errors import ConfigError, GenbenchError, UnknownNameError
 from genbench.harness.recorder import RunRecorder
-from genbench.harness.spec import resolve_all
+from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE
 from genbench.harness.suites import SuiteFile, load_suite, parse_suite
 from genbench.registry import SUITES
@@ -80,13 +81,13 @@ model = "gan"
 dataset = "toy2d-ring8"
 objective = ["wgan", "hinge"]
 model_options = { arch = "mlp" }
-trainer_options = { eval_every = 100 }
+trainer_options = { monitor_every = 100 }
 [grid.per_objective.wgan]
 trainer_options = { n_critic = 5 }
 """)
     runs = {c.objective: c for c in parse_suite("p", path).runs}
-    assert runs["wgan"].trainer_options == {"eval_every": 100, "n_critic": 5}
-    assert runs["hinge"].trainer_options == {"eval_every": 100}
+    assert runs["wgan"].trainer_options == {"monitor_every": 100, "n_critic": 5}
+    assert runs["hinge"].trainer_options == {"monitor_every": 100}
 
 
 @pytest.mark.parametrize("text, match", [
@@ -132,11 +133,14 @@ def test_unknown_names_and_options_name_the_entry(tmp_path, entry, match):
 
 @pytest.mark.parametrize("line, match", [
     ('steps = "400"', r"key 'steps': must be an integer; got '400' \(a string\). Write it as e.g. steps = 500"),
-    ("steps = 0", r"key 'steps': must be an integer >= 1; got 0"),
+    ("steps = 0", r"key 'steps': must be >= 1; got 0"),
     ("steps = 1.5", r"key 'steps': must be an integer; got 1.5"),
     ("batch_size = true", r"key 'batch_size': must be an integer; got True \(a boolean\)"),
     ('lr = "fast"', r"key 'lr': must be a number; got 'fast'"),
-    ("lr = -1e-3", r"key 'lr': out of range \(lr > 0\)"),
+    ("lr = -1e-3", r"key 'lr': must be > 0; got -0.001"),
+    ("adam_beta2 = 1.0", r"key 'adam_beta2': must be < 1; got 1.0"),
+    ("eval_batch = 100000", r"key 'eval_batch': must be <= 65,536; got 100000"),
+    ("seeds = [0, 4294967296]", r"key 'seeds': must be <= 4,294,967,295; got 4294967296"),
     ('seeds = [0, "1"]', r"key 'seeds': must be a non-empty list of distinct integers"),
     ("seeds = 3", r"key 'seeds': must be a non-empty list"),
     ("seeds = [0, 0]", r"key 'seeds': must be a non-empty list of distinct"),
@@ -231,3 +235,66 @@ def test_unknown_suite_name_and_missing_file(tmp_path):
         load_suite("quik")
     with pytest.raises(GenbenchError, match="does not exist"):
         load_suite(str(tmp_path / "missing.toml"))
+
+
+def test_a_renamed_option_in_a_suite_names_file_entry_and_the_new_name(tmp_path):
+    path = write_suite(tmp_path, '[[runs]]\nmodel = "gan"\n[[runs]]\nmodel = "gan"\nseed = 1\n'
+                                 'trainer_options = { eval_every = 50 }\n')
+    with pytest.raises(ConfigError, match=r"s.toml, \[\[runs\]\] entry 2 \(model 'gan'.*\): Unknown option "
+                                          r"'eval_every' for trainer 'adversarial': renamed to 'monitor_every'"):
+        parse_suite("bad", path)
+
+
+def test_identical_ad_hoc_configs_are_refused_by_the_same_check():
+    config = run_config({"model": "ae", "device": "cpu"}, "test")
+    with pytest.raises(ConfigError, match=r"^Run 1 and Run 2 both give the run ae / recon / digits / seed 0"):
+        resolve_all([config, config])
+
+
+GAN_LOSSES = ["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "dragan", "hinge", "ebgan", "began", "ragan"]
+
+
+def test_gan_losses_grids_give_every_loss_on_every_dataset_at_one_setting():
+    """The suite's two grids expand to the 30 (dataset, loss) settings it listed by hand, in
+    that order, 5 seeds each; only WGAN and WGAN-GP take n_critic = 5."""
+    suite = load_suite("gan-losses")
+    datasets = ("toy2d-ring8", "toy2d-grid25", "digits")
+    expected = [(d, loss, s) for d in datasets for loss in GAN_LOSSES for s in range(5)]
+    assert [(c.dataset, c.objective, c.seed) for c in suite.runs] == expected
+    for c in suite.runs:
+        points = c.dataset != "digits"
+        critic = {"n_critic": 5} if c.objective in ("wgan", "wgan-gp") else {}
+        assert (c.model, c.batch_size, c.log_every) == ("gan", 64, 20)
+        assert (c.steps, c.lr, c.eval_samples) == ((800, 0.001, 2500) if points else (200, 0.0002, 1000))
+        assert c.model_options == ({"arch": "mlp", "width": 128, "latent_dim": 2} if points else
+                                   {"arch": "dcgan", "width": 32, "d_norm": "none"})
+        assert c.trainer_options == ({"monitor_every": 100, "monitor_samples": 1000} if points else
+                                     {"monitor_every": 50, "monitor_samples": 500}) | critic
+
+
+VAE_ZOO = [  # (model, objective, model_options, objective_options): what the suite listed per dataset
+    ("ae", None, {"latent_dim": 10}, {}),
+    ("ae", "denoise", {"latent_dim": 10}, {"corruption": "mask", "level": 0.25}),
+    ("sparse-ae", None, {}, {}),
+    ("vae", None, {"latent_dim": 10}, {}),
+    ("vae", "beta-vae", {"latent_dim": 10}, {"beta": 4.0}),
+    ("vae", "iwae", {"latent_dim": 10}, {"k": 5}),
+    ("hvae", None, {}, {"warmup_steps": 500}),
+    ("gumbel-vae", None, {}, {}),
+    ("vq-vae", None, {"channels": 32, "res_blocks": 1}, {}),
+    ("vae-gan", None, {"latent_dim": 10}, {}),
+    ("vae", None, {"latent_dim": 10}, {"beta": 0.5}),
+    ("vae", None, {"latent_dim": 10}, {"beta": 2.0}),
+    ("vae", None, {"latent_dim": 10}, {"beta": 8.0}),
+]
+
+
+def test_vae_zoo_grids_give_every_model_on_both_datasets():
+    """The suite's grids expand to the 13 runs it listed by hand per dataset, 2 seeds each."""
+    suite = load_suite("vae-zoo")
+    key = lambda m, o, mo, oo, d, s: (m, o, d, s, tuple(sorted(mo.items())), tuple(sorted(oo.items())))  # noqa: E731
+    got = [key(c.model, c.objective, c.model_options, c.objective_options, c.dataset, c.seed) for c in suite.runs]
+    expected = [key(*entry, d, s) for d in ("digits", "shapes") for entry in VAE_ZOO for s in (0, 1)]
+    assert Counter(got) == Counter(expected) and len(got) == 52
+    assert {(c.steps, c.batch_size, c.lr, c.log_every, c.eval_samples, c.iwae_k) for c in suite.runs} == {
+        (1500, 64, 1e-3, 25, 2000, 64)}

@@ -633,11 +633,11 @@ def test_train_step_bench_is_registered_as_one_training_step_with_examples():
     assert bench.modes == ("fwd_bwd",) and list(bench.providers) == ["triton", "eager"]
     assert bench.bytes_moved is None and bench.flops is None and bench.examples is examples
     labels = {(c.label, c.dtype_name) for c in cases()}
-    assert len(labels) == len(cases()) == 3
-    assert {c.variant for c in cases()} == {"gan-dcgan", "vae-conv"}
+    assert len(labels) == len(cases()) == 5
+    assert {c.variant for c in cases()} == {"gan-dcgan", "vae-conv", "ddpm-unet"}
     gan = next(c for c in cases() if c.variant == "gan-dcgan")
     assert (gan.shape["B"], gan.shape["H"], gan.dtype) == (128, 64, torch.float32) and examples(gan) == 128
-    assert all(c.shape["B"] == 128 for c in cases())
+    assert all(c.shape["B"] == (64 if c.variant == "ddpm-unet" else 128) for c in cases())
 
 
 @pytest.mark.parametrize("variant, options", [("gan-dcgan", {"width": 8, "latent_dim": 8}),
@@ -661,7 +661,7 @@ def test_train_step_check_compares_backends_end_to_end():
     from genbench.kernelbench import BENCHES
 
     rows = BENCHES.get("train_step").check()
-    assert len(rows) == 2 and all(r["ok"] for r in rows), rows
+    assert len(rows) == 3 and all(r["ok"] for r in rows), rows  # one check case per variant
 
 
 def test_benches_do_bench_options_are_time_ms_arguments():

@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from genbench.data import load_dataset
 from genbench.utils.pixels import images_to_uint8, uint8_to_images
@@ -20,6 +19,7 @@ from genbench.metrics.anomaly import (
     anomaly, applies, auroc, convert_images, embedded_test_split, ood_sets, subset_indices)
 from genbench.metrics.likelihood import likelihood
 from genbench.models import build_model
+from genbench.models.base import Capabilities, GenerativeModel
 from genbench.models.likelihood import ExactDiscrete, Likelihood
 from tests.models.training import fit
 
@@ -29,22 +29,24 @@ def brightness_nats(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).flatten(1).sum(1)
 
 
-class BrightnessModel:
+class BrightnessModel(GenerativeModel):
     """A stand-in model with an exact NLL equal to the summed brightness, so we know which
     dataset it finds anomalous. Measured mean summed brightness at 1x16x16: digits 77.8,
     the photos subset 92.8 (brighter on average, but dark crops of the Hubble field and
     the retina overlap the digits: AUROC 0.613), shapes 13.8 (a small blob on black,
     darker than every digit: AUROC exactly 0)."""
 
+    capabilities = Capabilities(likelihood=True, nll="exact")
     likelihood = ExactDiscrete("stand-in: NLL = summed brightness")
 
     def exact_nll(self, x: torch.Tensor) -> torch.Tensor:
         return brightness_nats(x)
 
 
-class BrightnessIWAE:
+class BrightnessIWAE(GenerativeModel):
     """The same NLL through the IWAE estimator: K equal log-weights -b give -log p = b."""
 
+    capabilities = Capabilities(likelihood=True, nll="iwae")
     likelihood = ExactDiscrete("stand-in: NLL = summed brightness")
 
     def importance_log_weights(self, x: torch.Tensor, k: int, generator=None) -> torch.Tensor:
@@ -63,16 +65,29 @@ def by_name(values):
 
 # --- AUROC -------------------------------------------------------------------------------
 
-def test_auroc_matches_sklearn_with_ties():
+def mann_whitney_auroc(neg: torch.Tensor, pos: torch.Tensor) -> float:
+    """The AUROC genbench computed by hand before it used scikit-learn, kept as the reference:
+    U / (n_pos n_neg) from mid-ranks in float64, tied pairs counted half."""
+    neg, pos = neg.double().flatten(), pos.double().flatten()
+    _, inverse, counts = torch.unique(torch.cat([neg, pos]), sorted=True, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).to(torch.float64)  # 1-based rank of each tie group's last member
+    mid_ranks = (last - (counts - 1) / 2)[inverse]  # tied scores share the mean rank
+    n_pos, n_neg = pos.numel(), neg.numel()
+    u = mid_ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def test_auroc_matches_the_mann_whitney_formula_with_ties():
     g = torch.Generator().manual_seed(0)
-    for n_neg, n_pos in ((50, 70), (300, 11), (1, 5)):
+    cases = []
+    for n_neg, n_pos in ((50, 70), (300, 11), (1, 5), (359, 359)):
         neg = torch.randint(0, 8, (n_neg,), generator=g).double()  # few levels: many ties
         pos = torch.randint(2, 10, (n_pos,), generator=g).double()
-        expected = roc_auc_score([0] * n_neg + [1] * n_pos, torch.cat([neg, pos]).numpy())
-        assert auroc(neg, pos) == pytest.approx(expected, abs=1e-12)
-    neg, pos = torch.randn(400, generator=g), torch.randn(300, generator=g) + 0.7  # continuous scores
-    expected = roc_auc_score([0] * 400 + [1] * 300, torch.cat([neg, pos]).numpy())
-    assert auroc(neg, pos) == pytest.approx(expected, abs=1e-12)
+        cases.append((neg, pos))
+    cases.append((torch.randn(400, generator=g), torch.randn(300, generator=g) + 0.7))  # continuous scores
+    cases.append((torch.tensor([0.0, 1.0, math.inf]), torch.tensor([1.0, math.inf, math.inf])))  # tied infinities
+    for neg, pos in cases:
+        assert auroc(neg, pos) == pytest.approx(mann_whitney_auroc(neg, pos), rel=0, abs=1e-15)  # float64 rounding
 
 
 def test_auroc_known_answers():
@@ -147,16 +162,13 @@ def test_applies_only_to_unconditional_likelihood_models_on_embedded_images(digi
     assert applies(model, digits.info) and applies(BrightnessIWAE(), digits.info)
     assert not applies(model, load_dataset("toy2d-ring8").info)  # points
     assert not applies(model, dataclasses.replace(digits.info, name="mnist"))  # on disk, not embedded
-    assert not applies(object(), digits.info)  # no likelihood estimator (e.g. a GAN)
-
-    class NoConvention:
-        def exact_nll(self, x):
-            return brightness_nats(x)
+    assert not applies(GenerativeModel(), digits.info)  # no likelihood estimator (e.g. a GAN)
 
     class Conditional(BrightnessModel):
         class_conditional = True
 
-    assert not applies(NoConvention(), digits.info)  # an estimator but no units convention
+    with pytest.raises(ValueError, match="likelihood=True"):  # an estimator needs a units convention
+        Capabilities(nll="exact")
     assert not applies(Conditional(), digits.info)  # OOD data have no labels to condition on
 
 
@@ -182,10 +194,9 @@ def test_records_provenance_and_direction_on_a_known_nll(digits):
     assert prov["conversion"].startswith("3 channels -> gray by the mean over channels; 32x32 -> 16x16")
     assert prov["ood_subset"].startswith("seeded subset") and prov["ood_dataset"] == "photos"
     assert "iwae_k" not in prov and prov["convention"].startswith("stand-in")
-    # The AUROC is sklearn's on the same examples, scored independently here.
+    # The AUROC is the Mann-Whitney formula's on the same examples, scored independently here.
     ood = embedded_test_split("photos").x[subset_indices(1024, 359)]
-    expected = roc_auc_score([0] * 359 + [1] * 359,
-                             torch.cat([brightness_nats(digits.test.x), brightness_nats(convert_images(ood, (1, 16, 16))[0])]))
+    expected = mann_whitney_auroc(brightness_nats(digits.test.x), brightness_nats(convert_images(ood, (1, 16, 16))[0]))
     assert photos.value == pytest.approx(expected, abs=1e-12)
 
 

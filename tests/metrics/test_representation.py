@@ -9,6 +9,7 @@ import torch
 from genbench.data import load_dataset
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.metrics.representation import active_units
+from genbench.models.base import Capabilities, GenerativeModel
 from genbench.models.likelihood import Likelihood
 from genbench.registry import METRICS
 
@@ -20,7 +21,7 @@ class Projection:
 
     def __init__(self, dims: int, d: int = 10, kind: str = "gaussian-mean"):
         self.weight = torch.randn(dims, d, generator=torch.Generator().manual_seed(0))  # (D, d)
-        self.representation_kind = kind
+        self.capabilities = Capabilities(representation=kind)
         self.calls = 0
         self.inputs = set()
 
@@ -30,9 +31,8 @@ class Projection:
         return x.flatten(1) @ self.weight  # (B, d)
 
 
-class NoEncoder:
-    representation_kind = "gaussian-mean"
-
+class NoEncoder(GenerativeModel):
+    """A model that declares no representation (capabilities default to none)."""
 
 @pytest.fixture(scope="module")
 def shapes():
@@ -100,6 +100,7 @@ def test_end_to_end_on_digits(digits):
 def test_likelihood_models_see_prepared_data(digits):
     model = Projection(digits.info.dims)
     model.likelihood = Likelihood("bernoulli", None, quantised=True)
+    model.capabilities = Capabilities(likelihood=True, representation="gaussian-mean")
     codes = EvalContext(model, digits, torch.device("cpu"), 256).representations
     assert model.inputs <= {0.0, 1.0}  # binarised like the model's training data
     assert codes["train"].shape == (1438, 10) and codes["test"].shape == (359, 10)

@@ -11,6 +11,7 @@ import torch
 from genbench.data import load_dataset
 from genbench.metrics import EvalContext, applicable_metrics
 from genbench.metrics.samplers import SweepPoint, applies, run_sweep, sweep_points, sweep_steps
+from genbench.models.base import Capabilities
 from genbench.registry import METRICS
 
 CPU = torch.device("cpu")
@@ -24,6 +25,9 @@ def private_cache(tmp_path, monkeypatch):
 class StubDiffusion:
     """Draws real examples plus noise of std `noise / steps` (twice that for fixed-large):
     more steps, better samples. Sleeps `sleep` seconds per call, so timing is known."""
+
+    capabilities = Capabilities(step_samplers=True)
+    sampling_weights = "EMA"
 
     def __init__(self, data: torch.Tensor, timesteps: int, noise: float = 10.0, sleep: float = 0.0,
                  nan_at: str | None = None):
@@ -68,7 +72,8 @@ def test_applies_by_capability_and_data_kind(digits):
     assert applies(model, digits.info) and applies(model, ring.info)
     assert "sampler_sweep" in [m.name for m in applicable_metrics(model, digits.info)]
 
-    class NoSweep:
+    class NoSweep:  # samples, has timesteps, but declares no step samplers
+        capabilities = Capabilities(samples=True)
         timesteps = 50
 
         def sample(self, n, generator, draw="mean"):

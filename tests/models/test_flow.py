@@ -39,7 +39,7 @@ from genbench.registry import MODELS
 from tests.models.training import fit, held_out
 
 TINY_REALNVP = dict(scales=2, checkerboard=2, channelwise=2, hidden=8, res_blocks=1)
-TINY_GLOW = dict(levels=2, steps=2, hidden=8)
+TINY_GLOW = dict(levels=2, steps_per_level=2, hidden=8)
 
 
 def info(shape, kind="image", spec="t"):
@@ -429,7 +429,7 @@ def test_bad_options_are_config_errors(model, options, match):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, options", [
     ("realnvp", {"checkerboard": 2, "channelwise": 2, "hidden": 16, "res_blocks": 1}),
-    ("glow", {"levels": 2, "steps": 3, "hidden": 32}),
+    ("glow", {"levels": 2, "steps_per_level": 3, "hidden": 32}),
 ])
 def test_flows_learn_digits(digits, name, options):
     """Held-out bits/dim on digits (16x16; the test split dequantised with the fixed seed)
@@ -449,6 +449,14 @@ def test_flows_learn_digits(digits, name, options):
 
 
 # ----------------------------------------------------------------------------- harness
+
+
+def test_glows_old_steps_option_is_refused_with_its_new_name():
+    """`steps` (flow steps per level) read as the run's training budget: renamed steps_per_level."""
+    with pytest.raises(ConfigError, match="Unknown option 'steps' for model 'glow': renamed to 'steps_per_level'"):
+        resolve(run_config({"model": "glow", "device": "cpu", "model_options": {"steps": 2}}, "test"))
+    run = resolve(run_config({"model": "glow", "device": "cpu", "model_options": {"steps_per_level": 2}}, "test"))
+    assert run.model_options.steps_per_level == 2 and run.model_label == "glow[steps_per_level=2]"
 
 
 def test_tiny_glow_runs_end_to_end_and_records_exact_bits_per_dim(tmp_path):

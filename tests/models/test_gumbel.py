@@ -171,7 +171,7 @@ def test_capabilities_have_their_shapes():
     model, x = digits_model()
     probs = model.encode_latent(x)
     assert probs.shape == (16, 20, 10) and torch.allclose(probs.sum(-1), torch.ones(16, 20))
-    assert model.representation(x).shape == (16, 200) and model.representation_kind == "categorical-probs"
+    assert model.representation(x).shape == (16, 200) and model.capabilities.representation == "categorical-probs"
     decoded = model.decode_latent(probs)
     assert decoded.shape == (16, 1, 16, 16) and decoded.abs().max() <= 1
     assert model.reconstruct_output(x).shape == (16, 1, 16, 16)

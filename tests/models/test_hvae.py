@@ -117,7 +117,7 @@ def test_backends_give_the_same_terms_and_gradients(beta, free_bits):
 @torch.no_grad()
 def test_capabilities_have_their_shapes():
     model, x = digits_model(latent_dims=(8, 6, 4), hidden_dims=(32, 32, 16))
-    assert model.representation(x).shape == (16, 18) and model.representation_kind == "gaussian-mean"
+    assert model.representation(x).shape == (16, 18) and model.capabilities.representation == "gaussian-mean"
     # The representation is the deterministic mean pass, its top block q(z_L|x)'s mean.
     torch.testing.assert_close(model.representation(x)[:, -4:], model.encode_latent(x))
     decoded = model.decode_latent(model.encode_latent(x))

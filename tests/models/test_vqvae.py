@@ -172,7 +172,7 @@ def test_variational_bound_is_recon_nll_plus_m_log_k(digits):
     recon = model.likelihood.nll(model.reconstruct_output(x), x)
     assert model.positions == 16 and model.code_indices(x).shape == (6, 16)
     torch.testing.assert_close(model.variational_bound_nll(x), recon + 16 * math.log(16))
-    assert model.representation(x).shape == (6, 16 * 8) and model.representation_kind == "pre-quantisation"
+    assert model.representation(x).shape == (6, 16 * 8) and model.capabilities.representation == "pre-quantisation"
     z = model.encode_latent(x)
     assert z.shape == (6, 8, 4, 4)
     images = model.decode_latent(z)

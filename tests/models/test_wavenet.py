@@ -259,7 +259,7 @@ def test_the_stability_monitor_draws_sequence_snapshots_as_line_plots(waves, tmp
         emitted.append(metric)
 
     ctx = SimpleNamespace(data=waves, model=tiny(waves.info), device=torch.device("cpu"), run_dir=tmp_path,
-                          trainer_options=SimpleNamespace(eval_samples=3), config=SimpleNamespace(seed=0, steps=2),
+                          trainer_options=SimpleNamespace(monitor_samples=3), config=SimpleNamespace(seed=0, steps=2),
                           emit=emit, quality_probe=quality_probe(waves, torch.device("cpu"), 0, emit))
     monitor = StabilityMonitor(ctx, every=1)
     for step in (1, 2):

@@ -17,10 +17,10 @@ from genbench.report.compare import (
     WITHIN_NOISE,
     bootstrap_interval,
     compare_paths,
-    direction,
     render,
 )
 from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, SCHEMA_VERSION, append_records
+from genbench.values import direction, fallback_direction
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "cpu: Test CPU (2 threads)"
@@ -81,6 +81,21 @@ def test_bootstrap_interval_covers_the_true_difference_of_normal_data():
     assert covered >= 85  # nominal 95%; the percentile bootstrap runs a little short at n = 20
 
 
+def test_bootstrap_interval_matches_a_direct_percentile_bootstrap():
+    """scipy's percentile interval against the definition computed with numpy: resample each
+    side with replacement, take the difference of means, read its 2.5% and 97.5% quantiles.
+    Different random draws, so they agree to the Monte Carlo error of 10,000 resamples."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(5.0, 1.0, 6), rng.normal(6.0, 2.0, 4)
+    draws = np.random.default_rng(99)
+    deltas = (b[draws.integers(0, len(b), (200_000, len(b)))].mean(1)
+              - a[draws.integers(0, len(a), (200_000, len(a)))].mean(1))
+    expected = np.percentile(deltas, [2.5, 97.5])
+    lo, hi = bootstrap_interval(list(a), list(b))
+    width = expected[1] - expected[0]
+    assert lo == pytest.approx(expected[0], abs=0.03 * width) and hi == pytest.approx(expected[1], abs=0.03 * width)
+
+
 def test_bootstrap_interval_excludes_zero_for_a_clear_shift_and_is_reproducible():
     rng = np.random.default_rng(2)
     a, b = list(rng.normal(10.0, 0.1, 5)), list(rng.normal(11.0, 0.1, 5))
@@ -94,20 +109,41 @@ def test_bootstrap_interval_excludes_zero_for_a_clear_shift_and_is_reproducible(
 # ---------------------------------------------------------------- direction
 
 
+# (metric, unit, its metric_fn or None, direction): as each value's producer declares it --
+# the metric named by metric_fn, or the runner, trainer or kernel benchmark that records the name.
+DIRECTIONS = [
+    ("quality/fid", "fid", "quality", -1), ("quality/kid", "kid", "quality", -1),
+    ("test/nll_bpd", "bits/dim", "likelihood", -1), ("test/nll", "nats/example", "likelihood", -1),
+    ("train/loss", "loss", None, -1), ("perf/peak_memory", "bytes", None, -1), ("fwd/time", "ms", None, -1),
+    ("time/train", "s", None, -1), ("swd/mean", "swd (raw; ProGAN tables show x1e3)", "swd", -1),
+    ("run/diverged", "bool", None, -1), ("stability/failed", "bool", None, -1),
+    ("perf/train_throughput", "examples/s", None, +1),
+    ("sampler/samples_per_s@ddim-eta0-10", "samples/s", "sampler_sweep", +1),
+    ("fwd/throughput", "TFLOP/s", None, +1), ("fwd/bandwidth", "GB/s", None, +1),
+    ("anomaly/auroc@svhn", "AUROC", "anomaly", +1), ("coverage/modes_captured", "modes of 8", "coverage", +1),
+    ("test/probe_linear_acc_n10", "accuracy", "probe", +1),
+    ("test/elbo", "nats/example", "elbo", +1),  # the bound itself (negative nats): higher is better
+    ("c2st/accuracy", "accuracy (0.5 = indistinguishable)", "c2st", 0),  # 0.5 is best
+    ("anomaly/ood_bpd@svhn", "bits/dim", "anomaly", 0),  # the other data should score high, not low
+    ("test/kl", "nats/example", "elbo", 0), ("stability/collapse_step", "step", None, 0),
+]
+
+
+@pytest.mark.parametrize("metric, unit, metric_fn, expected", DIRECTIONS)
+def test_directions_are_the_producers_declarations(metric, unit, metric_fn, expected):
+    provenance = {"metric_fn": metric_fn} if metric_fn else {}
+    assert direction(metric, unit, provenance) == expected
+    assert direction(metric, unit) == expected  # an older record without metric_fn: the same, by name
+
+
 @pytest.mark.parametrize("metric, unit, expected", [
-    ("quality/fid", "fid", -1), ("quality/kid", "kid", -1), ("test/nll_bpd", "bits/dim", -1),
-    ("test/nll", "nats/example", -1), ("train/loss", "loss", -1), ("perf/peak_memory", "bytes", -1),
-    ("fwd/time", "ms", -1), ("time/train", "s", -1), ("swd/mean", "swd (raw; ProGAN tables show x1e3)", -1),
-    ("run/diverged", "bool", -1),
-    ("perf/train_throughput", "examples/s", +1), ("sampler/samples_per_s@ddim-eta0-10", "samples/s", +1),
-    ("fwd/throughput", "TFLOP/s", +1), ("fwd/bandwidth", "GB/s", +1), ("anomaly/auroc", "AUROC", +1),
-    ("coverage/modes_captured", "modes of 8", +1), ("test/probe_linear_acc_n10", "accuracy", +1),
-    ("test/elbo", "nats/example", +1),  # the bound itself (negative nats): higher is better
-    ("c2st/accuracy", "accuracy (0.5 = indistinguishable)", 0),  # 0.5 is best
-    ("anomaly/ood_bpd", "bits/dim", 0), ("custom/widgets", "widgets", 0),
+    ("custom/widgets", "widgets", 0),  # nothing declares it, and the unit says nothing
+    ("custom/latency", "ms", -1), ("custom/rate", "samples/s", +1),  # the fallback's units
+    ("quality/fid", "widgets", -1),  # a declared name: the declaration, whatever the unit
 ])
-def test_direction_table(metric, unit, expected):
-    assert direction(metric, unit) == expected
+def test_records_of_unknown_origin_fall_back_to_declared_names_then_units(metric, unit, expected):
+    newer = {"metric_fn": "a-metric-of-a-newer-genbench"}
+    assert direction(metric, unit, newer) == fallback_direction(metric, unit) == expected
 
 
 def test_fid_up_is_a_regression_and_throughput_up_an_improvement(tmp_path):

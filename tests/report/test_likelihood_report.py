@@ -17,7 +17,7 @@ from genbench.harness.suites import SUITES_DIR, parse_suite
 
 TINY = [
     {"model": "pixelcnn", "model_options": {"hidden": 6, "layers": 2, "first_kernel": 3}},
-    {"model": "glow", "model_options": {"levels": 1, "steps": 1, "hidden": 8}},
+    {"model": "glow", "model_options": {"levels": 1, "steps_per_level": 1, "hidden": 8}},
     {"model": "vae", "model_options": {"likelihood": "gaussian", "hidden": 32, "latent_dim": 4}},
 ]
 

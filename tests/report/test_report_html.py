@@ -11,11 +11,13 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
 from genbench.report import render_report
 from genbench.report.html import markdown_to_html, page
+from genbench.report.tables import markdown_table
 from genbench.harness.store import SCHEMA_VERSION, append_records
 
 # fid per objective (seed 0, seed 1). Their cells sort differently by leading number
@@ -122,7 +124,8 @@ def test_markdown_subset_converts_to_escaped_html_with_embedded_images(tmp_path)
         "- `fid`: fid", "- seed: 0; 1", "  continued", "", "### Figures", "",
         "![sample grid](figures/grid.png) ![gone](figures/missing.png)", "", "## Results",
     ])
-    out = markdown_to_html(text, tmp_path)
+    with pytest.warns(UserWarning, match="'figures/missing.png' is not shown: no such file"):
+        out = markdown_to_html(text, tmp_path)
     parsed = parse(out)
 
     assert parsed.headings == [("h1", "Report <title>"), ("h2", "Results"), ("h3", "Figures"), ("h2", "Results")]
@@ -132,15 +135,26 @@ def test_markdown_subset_converts_to_escaped_html_with_embedded_images(tmp_path)
     assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
 
     assert len(parsed.tables) == 1 and 'class="sortable"' in out
+    # Short rows are padded; surplus cells are dropped, as GitHub renders report.md (the report's
+    # own tables escape a pipe inside a cell: test_a_pipe_in_a_cell_stays_in_its_cell).
     assert parsed.tables[0] == [["model", "fid", "note"], ["a", "12.3 ± 0.4 (n=2)", "p(x | y)"],
-                                ["b", "9 (n=1)", ""], ["c", "1", "x | surplus"]]
-    assert '<th class="right">fid</th>' in out  # alignment from the separator's colon
+                                ["b", "9 (n=1)", ""], ["c", "1", "x"]]
+    assert '<th style="text-align:right">fid</th>' in out  # alignment from the separator's colon
 
     assert "<li><code>fid</code>: fid</li>" in out and "<li>seed: 0; 1 continued</li>" in out
     (img,) = parsed.images
     assert img["alt"] == "sample grid" and img["title"] == "figures/grid.png"
     assert base64.b64decode(img["src"].removeprefix("data:image/png;base64,")) == grid
     assert "[image not found: figures/missing.png]" in out
+
+
+def test_a_pipe_in_a_cell_stays_in_its_cell(tmp_path):
+    """Record text with a `|` in a report table stays one cell, in report.md and report.html."""
+    frame = pd.DataFrame([{"model": "a | b", "fid": "9 (n=1)"}, {"model": "c", "fid": "8 (n=1)"}])
+    table = markdown_table(frame)
+    assert "a \\| b" in table
+    assert parse(markdown_to_html(table, tmp_path)).tables[0] == [["model", "fid"], ["a | b", "9 (n=1)"],
+                                                                 ["c", "8 (n=1)"]]
 
 
 def test_render_report_writes_self_contained_html(rendered):

@@ -60,8 +60,8 @@ def test_the_inception_extractor_needs_more_than_2048(tmp_path, capsys, monkeypa
 
 
 def test_the_gan_stability_monitor_sample_count(tmp_path, capsys):
-    refused_before_training(tmp_path, capsys, ["--model", "gan", "--train-set", "eval_samples=40"],
-                            "the trainer option eval_samples (--train-set eval_samples=N) is 40")
+    refused_before_training(tmp_path, capsys, ["--model", "gan", "--train-set", "monitor_samples=40"],
+                            "the trainer option monitor_samples (--train-set monitor_samples=N) is 40")
 
 
 def test_suite_files_report_it_with_file_and_entry(tmp_path):

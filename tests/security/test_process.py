@@ -22,7 +22,7 @@ from genbench.cli import main
 from genbench.errors import GenbenchError
 from genbench.harness.lock import LOCK_FILE, folder_lock, shard_lock_name
 from genbench.harness.runner import run_all
-from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, completed_records, read_records
+from genbench.harness.store import COMPLETE_METRIC, RESULTS_FILE, START_METRIC, completed_records, read_records
 from tests.security.test_records import TINY_ARGV, tiny_runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +64,11 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120)
 
 
 def training_seed_1(results: Path) -> bool:
+    """Seed 1 has logged a training loss (records are compact: the seed is in its run/start line)."""
     lines = results.read_bytes().split(b"\n")[:-1] if results.is_file() else []
-    return any(r["seed"] == 1 and r["metric"] == "train/loss" for r in map(json.loads, lines))
+    records = list(map(json.loads, lines))
+    seed_1 = {r["run_id"] for r in records if r["metric"] == START_METRIC and r["seed"] == 1}
+    return any(r["run_id"] in seed_1 and r["metric"] == "train/loss" for r in records)
 
 
 # ---------------------------------------------------------------- Ctrl-C

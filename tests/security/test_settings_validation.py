@@ -25,7 +25,8 @@ from genbench.cli import main
 from genbench.data import load_dataset
 from genbench.errors import ConfigError, DataError
 from genbench.harness.runner import run_all
-from genbench.harness.spec import MAX_STEPS, resolve_all, run_config
+from genbench.harness.settings import MAX_STEPS
+from genbench.harness.spec import resolve_all, run_config
 from genbench.harness.store import read_records
 from genbench.harness.suites import parse_suite
 from genbench.train.batches import epoch_batches
@@ -88,11 +89,11 @@ def test_every_options_dataclass_gets_the_check(values):
 # ---------------------------------------------------------------- the reported failures, from the CLI
 
 @pytest.mark.parametrize("flag, value, words", [
-    ("--lr", "nan", ["'lr'", "finite"]),  # was a traceback from Adam
-    ("--lr", "inf", ["'lr'", "finite"]),  # was a config that could not be serialised
-    ("--steps", str(2**64), ["'steps'", "2**63"]),  # was an OverflowError
-    ("--steps", str(MAX_STEPS + 1), ["steps must be <= 10,000,000"]),
-    ("--eval-samples", str(10**9), ["eval_samples"]),
+    ("--lr", "nan", ["--lr: must be a finite number"]),  # was a traceback from Adam
+    ("--lr", "inf", ["--lr: must be a finite number"]),  # was a config that could not be serialised
+    ("--steps", str(2**64), ["--steps:", "2**63"]),  # was an OverflowError
+    ("--steps", str(MAX_STEPS + 1), ["--steps: must be <= 10,000,000"]),
+    ("--eval-samples", str(10**9), ["--eval-samples: must be <= 1,000,000"]),
 ])
 def test_absurd_run_settings_exit_2_naming_the_setting(tmp_path, capsys, flag, value, words):
     exits_2(["run", "--model", "vae", flag, value, "--out", str(tmp_path / "o"), "--dry-run"], capsys, *words)
@@ -101,7 +102,7 @@ def test_absurd_run_settings_exit_2_naming_the_setting(tmp_path, capsys, flag, v
 def test_a_suite_with_lr_inf_fails_on_load_naming_file_and_entry(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('[[runs]]\nmodel = "vae"\nlr = inf\n')  # TOML has inf and nan literals
-    with pytest.raises(ConfigError, match=r"s.toml, \[\[runs\]\] entry 1 option 'lr' must be a finite number"):
+    with pytest.raises(ConfigError, match=r"s.toml, \[\[runs\]\] entry 1, key 'lr': must be a finite number"):
         parse_suite("s", path)
 
 

@@ -27,7 +27,7 @@ def single_thread():
 def run(tmp_path, **entry):
     config = {"model": "gan", "device": "cpu", "steps": 4, "batch_size": 16, "eval_samples": 100,
               "log_every": 2, **entry}
-    config["trainer_options"] = {"eval_samples": 100, **config.get("trainer_options", {})}
+    config["trainer_options"] = {"monitor_samples": 100, **config.get("trainer_options", {})}
     runs = resolve_all([run_config(config, "test")])
     run_all(runs, tmp_path, progress=False)
     records = read_records(tmp_path / "results.jsonl")
@@ -42,6 +42,21 @@ def test_every_loss_trains_on_every_kind_of_data(tmp_path, loss, data):
     losses = [r["value"] for r in records if r["metric"] in ("train/d_loss", "train/g_loss")]
     assert losses and all(v is not None for v in losses)
     assert "stability/failed" in last
+
+
+@pytest.mark.parametrize("data, name", [(POINTS, "modes_captured"), (IMAGES, "fid")], ids=["points", "images"])
+def test_final_and_best_quality_carry_the_signal_they_measured(tmp_path, data, name):
+    """Regression: after the quality probe moved to metrics/monitor.py, the monitor recorded a
+    ring run's mode counts, negated, as stability/final_fid. The final and best values are the
+    probe's own numbers under its own name."""
+    last, records = run(tmp_path, **data)
+    measured = [r["value"] for r in records if r["metric"] == f"stability/{name}"]
+    assert measured and f"stability/final_{name}" in last and f"stability/best_{name}" in last
+    other = "fid" if name == "modes_captured" else "modes_captured"
+    assert f"stability/final_{other}" not in last
+    assert last[f"stability/final_{name}"]["value"] == measured[-1]
+    best = max(measured) if name == "modes_captured" else min(measured)
+    assert last[f"stability/best_{name}"]["value"] == best
 
 
 @pytest.mark.parametrize("options", [
@@ -91,6 +106,15 @@ def test_conditional_gans_train(tmp_path, conditional):
     assert expected[conditional] in logged
 
 
+@pytest.mark.parametrize("old, new", [("eval_every", "monitor_every"), ("eval_samples", "monitor_samples")])
+def test_the_monitor_options_old_names_are_refused_with_the_new_ones(old, new):
+    """They read as the run's own eval_samples: renamed, and the old names point to the new ones."""
+    with pytest.raises(ConfigError, match=rf"^Unknown option '{old}' for trainer 'adversarial': renamed to '{new}'"):
+        resolve_all([run_config({"model": "gan", "device": "cpu", "trainer_options": {old: 100}}, "test")])
+    (run_,) = resolve_all([run_config({"model": "gan", "device": "cpu", "trainer_options": {new: 100}}, "test")])
+    assert getattr(run_.trainer_options, new) == 100
+
+
 def test_penalty_with_batch_norm_is_refused_before_running():
     with pytest.raises(ConfigError, match="d_norm=instance"):
         resolve_all([run_config({"model": "gan", "objective": "wgan-gp", "device": "cpu"}, "test")])
@@ -118,7 +142,7 @@ def test_non_saturating_gan_captures_most_ring_modes(tmp_path):
 @pytest.mark.slow
 def test_dcgan_on_digits_lowers_fid_markedly(tmp_path):
     _, records = run(tmp_path, objective="non-saturating", steps=200, batch_size=64, eval_samples=500,
-                     model_options={"width": 32}, trainer_options={"eval_every": 20, "eval_samples": 500})
+                     model_options={"width": 32}, trainer_options={"monitor_every": 20, "monitor_samples": 500})
     fids = [r["value"] for r in records if r["metric"] == "stability/fid"]
     assert fids[-1] < 0.25 * fids[0], fids
 
@@ -130,7 +154,7 @@ def test_gan_on_points_without_known_modes_trains_and_reports_no_quality(tmp_pat
     path = tmp_path / "points.npz"
     np.savez(path, x=np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32))
     last, records = run(tmp_path, dataset=f"npz:{path}", model_options=POINTS["model_options"], steps=20,
-                        trainer_options={"eval_every": 10})
+                        trainer_options={"monitor_every": 10})
     assert last["run/diverged"]["value"] == 0.0
     stability = {r["metric"] for r in records if r["metric"].startswith("stability/")}
     assert "stability/d_loss_std" in stability and "stability/failed" in stability
@@ -152,7 +176,7 @@ def train_directly(objective: str, precision: str, steps: int = 3):
     from genbench.train.base import TrainContext
 
     (run_,) = resolve_all([run_config({"model": "gan", "objective": objective, "device": "cpu", "steps": steps,
-                                       "batch_size": 16, **POINTS, "trainer_options": {"eval_every": 100}}, "test")])
+                                       "batch_size": 16, **POINTS, "trainer_options": {"monitor_every": 100}}, "test")])
     data = load_dataset("toy2d-ring8")
     model = GAN(GanOptions(arch="mlp", width=32, latent_dim=2), data.info, objective=run_.objective)
     calls = []

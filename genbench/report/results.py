@@ -1,0 +1,65 @@
+"""Results: one table per registered metric, with the provenance of its numbers beneath.
+
+A metric whose registration names a section of its own (genbench/values.py: `section`)
+gets a pointer here instead; a metric of unknown origin (its records name a metric_fn
+that is not registered here) gets a table like any other.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from genbench.report.base import GROUP, Inputs, short
+from genbench.report.producers import producer_of
+from genbench.report.tables import markdown_table, mean_std
+
+TITLE = "Results"
+
+
+def section(inputs: Inputs) -> str:
+    final = inputs.final
+    evaluated = final[final["provenance"].map(lambda p: "metric_fn" in p)]
+    family = evaluated["provenance"].map(lambda p: p["metric_fn"])
+    parts = []
+    for name in sorted(family.unique()):
+        records = evaluated[family == name]
+        own = own_section(records)
+        parts.append(f"### {name}\n\nIn its own section below: {own}." if own else metric_table(name, records))
+    return "\n\n".join(parts) or "(no evaluation metrics: every run diverged)"
+
+
+def own_section(records: pd.DataFrame) -> str | None:
+    """The section of their own the records' producer declares, if any."""
+    first = records.iloc[0]
+    producer = producer_of(first["metric"], first["provenance"])
+    return producer.section if producer else None
+
+
+def metric_table(name: str, records: pd.DataFrame) -> str:
+    """One row per group, one column per value (mean ± std over seeds), then the provenance."""
+    rows = []
+    for group, runs in records.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP[:3], group[:3]))
+        row["precision"], row["backend"] = group[3], group[4]
+        for metric, values in runs.groupby("metric", sort=False):
+            column = short(metric)  # the full name where the short one is a row key (quality/precision)
+            row[metric if column in GROUP else column] = mean_std(values["value"])
+        rows.append(row)
+    table = markdown_table(pd.DataFrame(rows).fillna(""))
+    return f"### {name}\n\n{table}\n\n{provenance_note(records)}"
+
+
+def provenance_note(records: pd.DataFrame) -> str:
+    """Units, then every provenance field with its distinct values."""
+    units = records.drop_duplicates("metric")[["metric", "unit"]]
+    lines = [f"- `{short(m)}`: {u}" for m, u in zip(units["metric"], units["unit"])]
+    values: dict[str, set[str]] = {}
+    for prov in records["provenance"]:
+        for key, value in prov.items():
+            if key != "metric_fn":
+                values.setdefault(key, set()).add(str(value))
+    for key in sorted(values):
+        shown = sorted(values[key])
+        more = f" (+{len(shown) - 6} more)" if len(shown) > 6 else ""
+        lines.append(f"- {key}: {'; '.join(shown[:6])}{more}")
+    return "Units and provenance:\n\n" + "\n".join(lines)
