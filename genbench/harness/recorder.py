@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genbench.utils import measure
-from genbench.harness.spec import Run
 from genbench.harness.store import SCHEMA_VERSION, START_METRIC, append_records, sanitize_value
+from genbench.utils import measure
+
+if TYPE_CHECKING:  # the kernel benches use this module on machines without the evaluation stack
+    from genbench.harness.spec import Run
 
 
 def environment_fields(device) -> dict[str, Any]:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from genbench.utils.pixels import images_to_uint8  # noqa: E402
+from genbench.utils.pixels import images_to_uint8
 
 MIN_TILE_PX = 48  # small images are enlarged (nearest neighbour) to at least this size
 
@@ -55,9 +51,21 @@ def save_reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Ten
     return save_image_grid(torch.cat(rows), path, columns)
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use: the models
+    import this module, and the kernel benchmarks build models on machines without matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_points(samples: torch.Tensor, reference: torch.Tensor, path: Path, title: str) -> Path:
     """2-D samples over the reference points, viewed on the data's extent (padded); the
     title says how many samples fall outside the view."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 4))
     ref, smp = reference.detach().cpu(), samples.detach().cpu()
     lo, hi = ref.min(0).values, ref.max(0).values  # (2,) each
@@ -85,6 +93,7 @@ def save_waveforms(rows: list[tuple[str, torch.Tensor]], path: Path, title: str 
     (its first WAVEFORM_COLUMNS signals, channels overlaid), every panel on the same
     [-1, 1] scale so that amplitudes compare across rows (generated vs test data, or
     samples over training)."""
+    plt = pyplot()
     columns = min(WAVEFORM_COLUMNS, max(len(signals) for _, signals in rows))
     fig, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 1.3 * len(rows) + 0.4),
                              squeeze=False, sharex=True, sharey=True)
@@ -109,6 +118,7 @@ def save_waveforms(rows: list[tuple[str, torch.Tensor]], path: Path, title: str 
 
 def save_point_panels(snapshots: list[tuple[int, torch.Tensor]], reference: torch.Tensor, path: Path) -> Path:
     """One small scatter per (step, samples) snapshot, left to right."""
+    plt = pyplot()
     n = len(snapshots)
     columns = min(n, 5)
     rows = math.ceil(n / columns)
