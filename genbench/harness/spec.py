@@ -24,9 +24,11 @@ from genbench.data.base import Header, parse_spec, probe_dataset
 from genbench.errors import ConfigError, GenbenchError
 from genbench.harness.settings import RunConfig, run_config  # noqa: F401  (run_config: resolve_all's usual input)
 from genbench.kernels import resolve_backend
+from genbench.metrics.extractors import INCEPTION_HELP, check_inception_file, wants_inception
+from genbench.metrics.quality import check_fid_sizes, fid_dims
 from genbench.models.base import ModelSpec
 from genbench.objectives.base import Objective, objective_for
-from genbench.registry import DATASETS, MODELS
+from genbench.registry import DATASETS, METRICS, MODELS
 from genbench.train import TRAINERS
 from genbench.train.batches import check_batch_size
 from genbench.utils.hashing import json_hash
@@ -103,8 +105,6 @@ def resolve(config: RunConfig, suite: str | None = None) -> Run:
 
 def check_feature_extractor(config: RunConfig) -> None:
     """InceptionV3 needs a local weights file: say how to get one, never switch silently."""
-    from genbench.metrics.extractors import INCEPTION_HELP, check_inception_file, wants_inception
-
     if config.feature_extractor == "genbench" and config.feature_weights:
         raise ConfigError("--feature-weights is for the inception-v3 extractor; drop it, or choose "
                           "--feature-extractor inception-v3.")
@@ -119,9 +119,6 @@ def check_data(run: Run, headers: dict[str, Header]) -> None:
     """What a run needs of its dataset's size, checked before any training (and by --dry-run)
     from its Header, probed once per spec into `headers`: the batch fits the training split,
     and FID (where it applies) gets more samples than the extractor has feature dimensions."""
-    from genbench.metrics.quality import check_fid_sizes, fid_dims
-    from genbench.registry import METRICS
-
     cfg = run.config
     if cfg.dataset not in headers:
         headers[cfg.dataset] = probe_dataset(cfg.dataset)

@@ -22,7 +22,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from genbench.metrics.extractors import classifier_for, inception, wants_inception
+from genbench.metrics.quality import images_to_features, reference_features
 from genbench.registry import METRICS
+from genbench.utils.pixels import images_to_uint8, uint8_to_images
 from genbench.values import VALUES, declare_values
 
 EVAL_SEED = 0  # seed of the evaluation data's binarisation/dequantisation, fixed across runs
@@ -95,24 +98,26 @@ class EvalContext:
             return torch.cat([self.model.sample(n, generator, draw=draw).cpu() for n in sizes])
 
     @cached_property
-    def extractor(self):
-        from genbench.metrics.extractors import classifier_for, inception, wants_inception
+    def samples_as_data(self) -> torch.Tensor:
+        """The image samples on the 8-bit levels the real images are stored at (rounded, as
+        the extractors' uint8 input is): pixel-space metrics (SWD, MS-SSIM, memorisation)
+        then compare generated and real images quantised alike -- unrounded samples carry
+        sub-level detail no real image has, which SWD's finest level counts as a difference."""
+        return uint8_to_images(images_to_uint8(self.samples))
 
+    @cached_property
+    def extractor(self):
         if wants_inception(self.feature_extractor, self.feature_weights):
             return inception(self.feature_weights or "")
         return classifier_for(self.dataset)
 
     @cached_property
     def generated_features(self) -> dict[str, torch.Tensor]:
-        from genbench.metrics.quality import images_to_features
-
         return images_to_features(self.samples, self.extractor, self.device)
 
     @cached_property
     def reference(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(features, provenance) of the reference set: the whole train split."""
-        from genbench.metrics.quality import reference_features
-
         return reference_features(self.dataset, "train", None, self.extractor, self.device)
 
     def sample_provenance(self) -> dict[str, Any]:
@@ -128,7 +133,7 @@ class EvalContext:
     def representations(self) -> dict[str, Any]:
         """The model's codes of the train and test splits as numpy (N, d) arrays, encoded
         once for every representation metric (see genbench/metrics/representation.py)."""
-        from genbench.metrics.representation import encode_splits
+        from genbench.metrics.representation import encode_splits  # imports this module (a known cycle)
 
         return encode_splits(self)
 
@@ -146,7 +151,7 @@ class EvalContext:
         """-log p(x) per test example (N,) in nats by the model's estimator, on the prepared
         test split (class-conditional models: given the test labels); computed once for every
         metric that scores it (likelihood, anomaly)."""
-        from genbench.metrics.likelihood import nll_per_example
+        from genbench.metrics.likelihood import nll_per_example  # imports this module (a known cycle)
 
         labels = self.dataset.test.y
         labels = None if labels is None else labels.to(self.device)

@@ -42,6 +42,7 @@ from genbench.models.gan_nets import (
     build_generator,
 )
 from genbench.models.nets import conv_transpose_backends
+from genbench.utils.figures import save_image_grid
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,6 @@ TRAVERSAL_STEPS = 8  # values of the varied code across the row
 @torch.no_grad()
 def latent_figures(model: GAN, run_dir, generator) -> dict:
     """Image figures of the latent space: InfoGAN traversals, slerp interpolations."""
-    from genbench.utils.figures import save_image_grid
-
     paths = {}
     net = model.ema_generator or model.generator
     z = model.latent(TRAVERSAL_ROWS, generator)  # (rows, latent)
@@ -238,8 +237,6 @@ def latent_figures(model: GAN, run_dir, generator) -> dict:
 def infogan_traversals(model: GAN, net, z: torch.Tensor, run_dir) -> dict:
     """InfoGAN paper figures: one code varied across a row, the noise fixed down the column;
     the other codes held at 0 (continuous) or at the row's category."""
-    from genbench.utils.figures import save_image_grid
-
     o, rows, device = model.options, z.shape[0], z.device
     paths = {}
     if o.info_categories:

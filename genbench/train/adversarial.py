@@ -24,10 +24,13 @@ from typing import ClassVar, Literal
 import torch
 from tqdm.auto import tqdm
 
-from genbench.utils.measure import synchronize
+from genbench.errors import ConfigError
 from genbench.registry import REGULARIZERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
 from genbench.train.single import global_grad_norm, precision_autocast, scaler_step
+from genbench.train.stability import StabilityMonitor
+from genbench.utils.measure import synchronize
+from genbench.utils.options import build_options
 
 OPTIMISERS = {
     "adam": lambda params, lr, o: torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2)),
@@ -94,8 +97,6 @@ class ReplayBuffer:
 
 def make_penalties(loss, options: AdversarialOptions):
     """(penalty regularisers, post-step regularisers), each as (Regularizer, options)."""
-    from genbench.utils.options import build_options
-
     names = options.regularizers if options.regularizers is not None else tuple(n for n, _ in loss.regularizers)
     defaults = dict(loss.regularizers)
     chosen = []
@@ -238,8 +239,6 @@ def divergence(scalars: dict[str, float], explosion: float, precision: str = "fp
 
 
 def train_adversarial(ctx) -> TrainOutcome:
-    from genbench.train.stability import StabilityMonitor
-
     o, cfg = ctx.trainer_options, ctx.config
     if o.ema_decay is not None:
         ctx.model.enable_ema(o.ema_decay)
@@ -275,8 +274,6 @@ def train_adversarial(ctx) -> TrainOutcome:
 
 def validate(model_options, loss, options: AdversarialOptions) -> None:
     """Gradient penalties are per example: BatchNorm in D would mix the examples."""
-    from genbench.errors import ConfigError
-
     penalties, _ = make_penalties(loss, options)
     if penalties and model_options.arch != "mlp" and model_options.d_norm == "batch":
         names = ", ".join(reg.name for reg, _ in penalties)

@@ -22,9 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.errors import ConfigError
-from genbench.utils.measure import synchronize
 from genbench.train import distributed
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
+from genbench.train.batches import epoch_batches, labelled_batches
+from genbench.utils.measure import synchronize
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -128,8 +129,6 @@ def train_single(ctx) -> TrainOutcome:
     model (`class_conditional` True: a conditional PixelCNN) gets each batch's labels too.
     Under torchrun each rank takes its shard of every batch and draws the loss's noise
     from its own stream (distributed.rank_generator); in one process both are the run's."""
-    from genbench.train.batches import epoch_batches, labelled_batches
-
     x = ctx.data.train.x.to(ctx.device)
     part, noise = distributed.shard(), distributed.rank_generator(ctx.generator, ctx.config.seed)
     if ctx.model.class_conditional:

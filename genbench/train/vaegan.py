@@ -31,10 +31,12 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from genbench.utils.measure import synchronize
+from genbench.errors import ConfigError
 from genbench.train.adversarial import OPTIMISERS
 from genbench.train.base import Trainer, TrainOutcome, register_trainer
+from genbench.train.batches import epoch_batches
 from genbench.train.single import divergence, global_grad_norm, precision_autocast, scaler_step
+from genbench.utils.measure import synchronize
 
 LOSS_OF = {"enc": "loss_enc", "dec": "loss_dec", "dis": "loss_dis"}  # network -> the loss that trains it
 
@@ -91,8 +93,6 @@ def check(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor], precis
 
 def train_vaegan(ctx) -> TrainOutcome:
     """Trainer entry: the objective's three losses on batches of the train split."""
-    from genbench.train.batches import epoch_batches
-
     cfg, model = ctx.config, ctx.model
     nets = model.networks()
     optimisers = make_optimisers(nets, cfg.lr, ctx.trainer_options)
@@ -131,8 +131,6 @@ def scalars(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor]) -> d
 
 def validate(model_options, objective, options: VAEGANTrainerOptions) -> None:
     """Adam's betas do nothing for RMSProp or SGD: setting them there is a mistake, not a no-op."""
-    from genbench.errors import ConfigError
-
     defaults = VAEGANTrainerOptions()
     if options.optimizer != "adam" and (options.beta1, options.beta2) != (defaults.beta1, defaults.beta2):
         raise ConfigError(
