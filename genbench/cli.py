@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "is worse than PCT%% of A's mean (default: report only, exit 0)")
     p_compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison to FILE")
     p_compare.add_argument("--changed-only", action="store_true", help="hide rows that are unchanged or within noise")
+    from genbench.harness.settings import RESULT_SETTINGS
+
+    p_compare.add_argument("--across", metavar="KEY", choices=(*RESULT_SETTINGS, "trainer_options"),
+                           help="compare two values of run setting KEY (e.g. lr): the runs of A and B (or of "
+                           "one folder given twice) split by KEY's value, A's value the baseline; without it, "
+                           "groups that differ in a setting are never compared. KEY: %(choices)s")
     return parser
 
 
@@ -309,7 +315,7 @@ def cmd_compare(args) -> int:
     if args.markdown and args.markdown.is_dir():
         raise GenbenchError(f"--markdown {args.markdown} is a folder; give a file in it, e.g. "
                             f"--markdown {args.markdown / 'comparison.md'}.")
-    comparison = compare_paths(args.baseline, args.candidate)
+    comparison = compare_paths(args.baseline, args.candidate, across=args.across)
     text = render(comparison, changed_only=args.changed_only)
     print(text)
     if args.markdown:

@@ -99,6 +99,41 @@ class RunConfig:
 SETTINGS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 SETTING_TYPES: dict[str, Any] = typing.get_type_hints(RunConfig)
 
+# Settings every record carries as a field of its own (model and objective as labels that name
+# their non-default options, and the objective's label its non-default trainer options): the
+# report's and compare's group columns.
+IDENTITY_SETTINGS = ("model", "objective", "dataset", "precision", "backend", "device")
+
+
+def is_option_table(name: str) -> bool:
+    return "example" in SETTINGS[name].metadata
+
+
+# The run settings that key a result beside the identity: every declared setting but the
+# identity, the seed (what a group pools over) and the option tables (already in the labels).
+# Anything that can change a recorded number is here: log_every too (it picks the recorded
+# curve points and adds a host sync every log_every steps, which the throughput measures), and
+# feature_weights (a different file, a different FID). Derived, never listed by hand: a new
+# setting keys results from the moment it is declared.
+RESULT_SETTINGS: tuple[str, ...] = tuple(
+    name for name in SETTINGS if name not in IDENTITY_SETTINGS and name != "seed" and not is_option_table(name))
+
+
+def setting_default(name: str) -> Any:
+    f = SETTINGS[name]
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
+def result_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """The RESULT_SETTINGS of a recorded run config (a run/complete record's
+    provenance["config"]["run"]); a setting the record predates counts as its default."""
+    return {name: run.get(name, setting_default(name)) for name in RESULT_SETTINGS}
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """"lr=0.0003, steps=200": how reports and plans show settings."""
+    return ", ".join(f"{name}={value}" for name, value in settings.items())
+
 
 def setting_problem(name: str, value: Any) -> str | None:
     """What is wrong with `value` for the run setting `name` ("must be >= 1; got 0"), or None."""
@@ -130,10 +165,6 @@ def setting_flag(name: str) -> str | None:
     """The command-line flag of a setting: --kebab-case of its name unless declared otherwise."""
     flag = SETTINGS[name].metadata["flag"]
     return "--" + name.replace("_", "-") if flag == _FLAG_FROM_NAME else flag
-
-
-def is_option_table(name: str) -> bool:
-    return "example" in SETTINGS[name].metadata
 
 
 def setting_help(name: str) -> str:

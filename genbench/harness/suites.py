@@ -66,8 +66,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genbench.errors import ConfigError, GenbenchError
-from genbench.harness.settings import SETTING_TYPES, SETTINGS, RunConfig, check_setting, run_config
+from genbench.harness.settings import (RESULT_SETTINGS, SETTING_TYPES, SETTINGS, RunConfig, check_setting, run_config,
+                                       setting_default, settings_text)
 from genbench.harness.spec import Run, resolve_all
+from genbench.harness.store import completed_run_ids
 from genbench.registry import SUITES
 
 if sys.version_info >= (3, 11):
@@ -338,16 +340,31 @@ def suite_listing() -> str:
     return "\n".join(lines)
 
 
-def describe_plan(runs: list[Run], out_dir: Path) -> str:
-    """`genbench run --dry-run`: one line per planned run and whether resume would skip it."""
-    from genbench.harness.store import completed_run_ids
+PLAN_COLUMNS = ("steps", "precision")  # run settings the plan always shows
 
+
+def plan_settings(runs: list[Run]) -> list[str]:
+    """Per planned run, the result-changing settings (settings.RESULT_SETTINGS) that differ
+    between the planned runs and are not a column of the plan, where this run's value is not
+    the default: "lr=0.0002, eval_samples=1000". Model, objective and trainer options are in
+    the labels."""
+    shown = [n for n in RESULT_SETTINGS if n not in PLAN_COLUMNS
+             and len({repr(getattr(r.config, n)) for r in runs}) > 1]
+    return [settings_text({n: getattr(r.config, n) for n in shown if getattr(r.config, n) != setting_default(n)})
+            for r in runs]
+
+
+def describe_plan(runs: list[Run], out_dir: Path) -> str:
+    """`genbench run --dry-run`: one line per planned run and whether resume would skip it;
+    a "settings" column when the runs differ in a setting the other columns do not show."""
     done = completed_run_ids(out_dir)
-    header = ("#", "model", "objective", "dataset", "seed", "steps", "precision", "status")
+    settings = plan_settings(runs)
+    extra = ("settings",) if any(settings) else ()
+    header = ("#", "model", "objective", "dataset", "seed", *PLAN_COLUMNS, *extra, "status")
     rows = [header] + [
         (str(i), r.model_label, r.objective_label, r.config.dataset, str(r.config.seed), str(r.config.steps),
-         r.config.precision, "complete (skip)" if r.run_id in done else "to run")
-        for i, r in enumerate(runs, 1)
+         r.config.precision, *((setting,) if extra else ()), "complete (skip)" if r.run_id in done else "to run")
+        for i, (r, setting) in enumerate(zip(runs, settings), 1)
     ]
     widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -1,9 +1,11 @@
 """report.md (and figures, and report.html) from result records.
 
 One row per model x objective x dataset -- split further by precision, backend and
-device, because numbers measured under different conditions are not comparable and
-must not be averaged together. Each metric is mean ± std over seeds with n; a diverged
-run counts in the failure column and is not dropped silently.
+device, and by every other run setting that can change a number (base.attach_settings:
+a "settings" column names those that differ), because numbers measured under different
+conditions are not comparable and must not be averaged together. Each metric is mean ±
+std over seeds with n; a diverged run counts in the failure column and is not dropped
+silently.
 
 One module per section (SECTIONS, in report order), each with a TITLE and
 `section(inputs) -> str`; which metrics get a section of their own, and which way their
@@ -22,7 +24,7 @@ from genbench.errors import GenbenchError
 from genbench.harness.store import load_frame, unwritable_message, write_text_atomic
 from genbench.report import (anomaly, ar_samplers, artefacts, curves, distributions, likelihood, performance,
                              precision, provenance, rate_distortion, results, runs, samplers, stability)
-from genbench.report.base import GROUP, Inputs
+from genbench.report.base import Inputs, attach_settings
 from genbench.report.html import Images, checked_links, write_html_report
 
 REPORT_FILE = "report.md"
@@ -55,7 +57,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
 
 def report_markdown(frame: pd.DataFrame, result_dirs: list[Path], figures: Path, out_dir: Path) -> str:
     """The report's text; its figures are saved under `figures`, linked relative to `out_dir`."""
-    frame["group"] = frame[GROUP].astype(str).agg(" | ".join, axis=1)
+    attach_settings(frame)  # "settings" and "group": runs of different settings are never pooled
     inputs = Inputs(frame, tuple(result_dirs), figures, out_dir)
     sections = [f"## {module.TITLE}\n\n" + module.section(inputs) for module in SECTIONS]
     return "\n\n".join([header(frame, result_dirs), *sections]) + "\n"

@@ -19,19 +19,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from genbench.harness.settings import RESULT_SETTINGS, result_settings, settings_text  # noqa: E402
+from genbench.harness.store import COMPLETE_METRIC  # noqa: E402
 from genbench.report.producers import producer_of, sign_of  # noqa: E402
 
-# A row is one model x objective x dataset, split further by precision, backend and device:
-# numbers measured under different conditions are never averaged together.
-GROUP = ["model", "objective", "dataset", "precision", "backend", "device"]
-SETTING = ["model", "dataset", "precision", "backend", "device"]  # GROUP without the objective
+# A row is one model x objective x dataset, split further by precision, backend and device,
+# and by every other run setting that can change a number (settings.RESULT_SETTINGS: steps,
+# batch size, lr, eval samples ...; model, objective and trainer options are in the labels):
+# numbers measured under different conditions are never averaged together. The "settings"
+# column (attach_settings) names the settings in which the runs of one model x objective x
+# dataset differ ("lr=0.0003"); it is "" where they share them all, and then nothing shows.
+IDENTITY = ["model", "objective", "dataset", "precision", "backend", "device"]  # record fields
+GROUP = [*IDENTITY, "settings"]
+SETTING = ["model", "dataset", "precision", "backend", "device", "settings"]  # GROUP without the objective
+DIFFER_WITHIN = ["model", "objective", "dataset"]  # where attach_settings looks for differing settings
 
 
 @dataclass(frozen=True)
 class Inputs:
     """The records a report shows and where its figures go."""
 
-    frame: pd.DataFrame  # every record of the completed runs, with a "group" column
+    frame: pd.DataFrame  # every record of the completed runs, with "settings" and "group" columns
     result_dirs: tuple[Path, ...]
     figures: Path  # where sections save their figures
     out_dir: Path  # figures are linked relative to it
@@ -73,3 +81,43 @@ def save_figure(fig, path: Path) -> Path:
 
 def rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
+
+
+def run_settings(provenance: dict) -> dict:
+    """The result-changing settings of a run, from its run/complete record's provenance."""
+    return result_settings(((provenance or {}).get("config") or {}).get("run") or {})
+
+
+def attach_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the "settings" column (GROUP's last key) and the "group" label to every record.
+
+    "settings" names, for each run, the RESULT_SETTINGS in which the runs of its model x
+    objective x dataset differ, with this run's values ("lr=0.0003, steps=200"); "" where those
+    runs share every setting. Within a model x objective x dataset, equal labels mean equal
+    settings, so grouping by GROUP never pools runs of different settings as if they were
+    seeds. "group" is GROUP as text, the settings appended only when there are some (so that
+    a report whose runs share their settings reads, and names its figures, as before)."""
+    complete = frame[frame["metric"] == COMPLETE_METRIC]
+    if complete.empty:  # no completion markers: nothing to tell runs apart by
+        frame["settings"] = ""
+        frame["group"] = frame[IDENTITY].astype(str).agg(" | ".join, axis=1)
+        return frame
+    settings = {run_id: run_settings(prov) for run_id, prov in zip(complete["run_id"], complete["provenance"])}
+    where = dict(zip(complete["run_id"], complete[DIFFER_WITHIN].astype(str).agg(" | ".join, axis=1)))
+    members: dict[str, list[dict]] = {}
+    for run_id, row in where.items():
+        members.setdefault(row, []).append(settings[run_id])
+    differing = {row: [n for n in RESULT_SETTINGS if len({repr(s[n]) for s in runs}) > 1]
+                 for row, runs in members.items()}
+    labels = {run_id: settings_text({n: settings[run_id][n] for n in differing[row]}) for run_id, row in where.items()}
+    frame["settings"] = frame["run_id"].map(labels).fillna("")
+    frame["group"] = (frame[IDENTITY].astype(str).agg(" | ".join, axis=1)
+                      + frame["settings"].map(lambda s: f" | {s}" if s else ""))
+    return frame
+
+
+def setting_values(setting: tuple) -> list:
+    """A SETTING tuple without its settings entry when that is empty: titles and figure
+    names read as they did before settings were part of the key."""
+    values = list(setting)
+    return values if values[-1] else values[:-1]

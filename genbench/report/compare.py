@@ -14,6 +14,12 @@ docs/evaluation.md, Traps):
   it varies between the seeds of one side. Records of unknown origin use every producer's
   declarations. Groups that differ in any condition are never pooled; a group found on one
   side only is listed with the conditions that differ.
+- Run settings are conditions too: every setting that can change a number (the run's
+  RESULT_SETTINGS from its `run/complete` record, genbench/harness/settings.py, and its
+  trainer options), so two folders that differ in lr are refused, naming the difference.
+  `--across KEY` (compare_paths' `across`) compares two values of one such setting instead:
+  the records of both folders are split by KEY's value (the baseline is the value folder A
+  holds), KEY is left out of the group key, and every other condition must still match.
 - A quality number is a distribution over seeds: each side's values over seeds (kernel
   benchmarks: repeated records) are the samples; the noise band of the difference of
   means is a percentile bootstrap interval (scipy.stats.bootstrap). With one value per
@@ -40,10 +46,11 @@ from scipy import stats
 from tabulate import tabulate
 
 from genbench.errors import GenbenchError
+from genbench.harness.settings import RESULT_SETTINGS
 from genbench.harness.store import (COMPLETE_METRIC, RESULTS_FILE, START_METRIC, completed_records, read_records,
                                    record_files)
 from genbench.report.producers import Producer, producer_of, producers, sign_of
-from genbench.report.base import GROUP
+from genbench.report.base import IDENTITY as GROUP
 from genbench.report.tables import fmt, versions_text
 
 RECORD_KEYS = [*GROUP, "metric", "unit"]
@@ -54,10 +61,11 @@ CONFIDENCE = 0.95
 # Provenance entries any record may carry as an outcome: store.sanitize_value flags a NaN/Inf.
 STORE_OUTCOMES = frozenset({"nonfinite"})
 
-# Run-level conditions from each run's `run/complete` record: the training budget and the
+# Run-level conditions from each run's `run/complete` record: every setting that can change a
+# number (settings.RESULT_SETTINGS, derived from RunConfig) and the trainer options, then the
 # data's content hash (the labels name model and objective options, not these).
-RUN_CONFIG_CONDITIONS = ("steps", "batch_size", "lr", "adam_beta1", "adam_beta2", "eval_samples", "iwae_k",
-                         "feature_extractor", "trainer_options")
+RUN_CONFIG_CONDITIONS = (*RESULT_SETTINGS, "trainer_options")
+ACROSS_CHOICES = RUN_CONFIG_CONDITIONS  # what --across KEY may name
 RUN_CONDITIONS_FIELD = "_run_conditions"  # where load_side attaches them to each compared record
 PRODUCER_FIELD = "_producer"  # where load_side attaches each compared record's declared producer
 
@@ -83,6 +91,7 @@ class Side:
     final: list[dict[str, Any]]  # the end-of-run records that are compared
     dropped_runs: int  # runs left out because no attempt of theirs completed
     markerless: bool  # a file without completion markers (kernel benchmarks)
+    selection: str = ""  # with --across: which runs this side holds, e.g. "lr = 0.0003"
 
     @property
     def kernel_only(self) -> bool:
@@ -419,8 +428,68 @@ def compare(a: Side, b: Side) -> Comparison:
     return Comparison(a, b, rows, unmatched)
 
 
-def compare_paths(baseline: str | Path, candidate: str | Path) -> Comparison:
-    return compare(load_side(baseline, "A"), load_side(candidate, "B"))
+def compare_paths(baseline: str | Path, candidate: str | Path, across: str | None = None) -> Comparison:
+    a, b = load_side(baseline, "A"), load_side(candidate, "B")
+    if across is not None:
+        a, b = split_across(a, b, across)
+    return compare(a, b)
+
+
+ABSENT = "(absent)"
+
+
+def across_value(record: dict[str, Any], condition: str) -> str:
+    return dict(record.get(RUN_CONDITIONS_FIELD, ())).get(condition, ABSENT)
+
+
+def value_order(text: str) -> tuple:
+    """Numbers by value, then anything else by its text."""
+    try:
+        return 0, float(json.loads(text)), text
+    except (ValueError, TypeError):
+        return 1, 0.0, text
+
+
+def split_across(a: Side, b: Side, key: str) -> tuple[Side, Side]:
+    """`--across KEY`: the completed runs of both folders (one folder when both name the same
+    file) split by the value of run setting KEY into a baseline side A and a candidate side B,
+    with KEY left out of their conditions so that their groups pair up; every other condition
+    must still match. There must be exactly two values; the baseline is the value folder A
+    holds when it holds one, else the smaller."""
+    if key not in ACROSS_CHOICES:
+        raise GenbenchError(f"--across {key}: not a run setting that keys results; choose one of "
+                            f"{', '.join(ACROSS_CHOICES)}.")
+    condition = f"run.{key}"
+    sources = [a] if a.path.resolve() == b.path.resolve() else [a, b]
+    values = sorted({across_value(r, condition) for s in sources for r in s.final}, key=value_order)
+    if len(values) != 2:
+        where = " and ".join(str(s.path) for s in sources)
+        shown = ", ".join(short(v, 40) for v in values)
+        held = f"hold{'s' if len(sources) == 1 else ''} {len(values)} value{'s' if len(values) != 1 else ''}"
+        raise GenbenchError(f"--across {key} compares two values of {key}, but {where} {held} of it ({shown}): "
+                            f"pass folders whose runs hold exactly two values of {key}.")
+    own = {across_value(r, condition) for r in a.final}
+    baseline = next(iter(own)) if len(own) == 1 else values[0]
+    candidate = next(v for v in values if v != baseline)
+    return (select_side(sources, "A", condition, baseline, key),
+            select_side(sources, "B", condition, candidate, key))
+
+
+def select_side(sources: list[Side], label: str, condition: str, value: str, key: str) -> Side:
+    """The records of `sources` whose runs ran with `condition` = `value`, without it."""
+    final = []
+    for side in sources:
+        for r in side.final:
+            if across_value(r, condition) == value:
+                r = dict(r)
+                r[RUN_CONDITIONS_FIELD] = tuple(c for c in r.get(RUN_CONDITIONS_FIELD, ()) if c[0] != condition)
+                final.append(r)
+    runs = {(r.get("run_id"), r.get("attempt")) for r in final}
+    records = [r for side in sources for r in side.records if (r.get("run_id"), r.get("attempt")) in runs]
+    paths = sorted({str(side.path) for side in sources
+                    if any((r.get("run_id"), r.get("attempt")) in runs for r in side.final)})
+    return Side(label, Path(" + ".join(paths)), records, final, sum(s.dropped_runs for s in sources),
+                all(s.markerless for s in sources), selection=f"{key} = {value}")
 
 
 def row_order(row: Row) -> tuple:
@@ -453,7 +522,9 @@ def why_unmatched(key: Key, side: str, other: dict[Key, Sample]) -> str:
         return (f"metric not recorded in {other_side}" if runs
                 else f"no run of this model/objective/dataset in {other_side}")
     diffs = min((differences(key, k, side) for k in candidates), key=len)
-    return "conditions differ: " + "; ".join(diffs)
+    settings = [d.split(":", 1)[0][len("run."):] for d in diffs if d.startswith("run.")]
+    hint = f" (to compare them, add --across {settings[0]})" if len(settings) == 1 and len(diffs) == 1 else ""
+    return "conditions differ: " + "; ".join(diffs) + hint
 
 
 def short(text: str, width: int = 60) -> str:
@@ -562,7 +633,7 @@ def side_provenance(side: Side) -> dict[str, str]:
         runs += f" ({side.dropped_runs} interrupted, left out)"
     return {
         "side": f"{side.label} ({'baseline' if side.label == 'A' else 'candidate'})",
-        "results": str(side.path),
+        "results": str(side.path) + (f" (runs with {side.selection})" if side.selection else ""),
         "suites": ", ".join(sorted({str(r.get("suite")) for r in records})),
         "runs": runs + (" (no completion markers: all records)" if side.markerless else ""),
         "devices": "; ".join(sorted({str(r.get("device")) for r in records})),
@@ -604,19 +675,33 @@ def method_note() -> str:
     )
 
 
+def across_note(comparison: Comparison) -> str:
+    """Where groups were refused for a run setting (run.KEY), how to compare that setting."""
+    keys = sorted({part.split(":", 1)[0].strip()[len("run."):] for u in comparison.unmatched
+                   for part in u.reason.removeprefix("conditions differ: ").split("; ") if part.startswith("run.")})
+    if not keys:
+        return ""
+    return (f"\n\nGroups that differ in a run setting ({', '.join(keys)}) are not pooled or paired: to compare "
+            f"two values of one setting, rerun with `--across KEY` (e.g. `genbench compare A B --across {keys[0]}`), "
+            "which pairs the groups across that setting with the same bootstrap interval.")
+
+
 def render(comparison: Comparison, changed_only: bool = False) -> str:
     """The whole comparison as markdown (what stdout shows and --markdown writes)."""
     kernel = comparison.a.kernel_only and comparison.b.kernel_only
     headers = KERNEL_HEADERS if kernel else {}
     rows = [r for r in comparison.rows if not (changed_only and r.verdict in UNCHANGED)]
+    a, b = comparison.a, comparison.b
     parts = [
-        f"# genbench compare\n\nA (baseline): {comparison.a.path}\n\nB (candidate): {comparison.b.path}",
+        f"# genbench compare\n\nA (baseline): {a.path}" + (f", runs with {a.selection}" if a.selection else "")
+        + f"\n\nB (candidate): {b.path}" + (f", runs with {b.selection}" if b.selection else ""),
         "## Provenance\n\n" + provenance_section(comparison),
         "## Deltas (regressions first)\n\n" + (rows_table(rows, headers) if rows else "(no rows to show)")
         + (f"\n\n{comparison.count(*UNCHANGED)} unchanged rows hidden (--changed-only)." if changed_only else ""),
         method_note(),
     ]
     if comparison.unmatched:
-        parts.append("## Only in one side (not compared)\n\n" + unmatched_table(comparison, headers))
+        parts.append("## Only in one side (not compared)\n\n" + unmatched_table(comparison, headers)
+                     + across_note(comparison))
     parts.append("Summary: " + comparison.summary())
     return "\n\n".join(parts) + "\n"

@@ -1,5 +1,6 @@
 """Training curves: one figure per group, training loss and gradient norm against step, a
-line per seed (the runner's train/* records)."""
+line per seed (the runner's train/* records). A group is one setting (base.GROUP): runs that
+differ in a setting get figures of their own, titled with it."""
 
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ def curve_figure(group: str, runs: pd.DataFrame, inputs: Inputs):
     fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3), squeeze=False)
     axes = axes[0]
     for ax, metric in zip(axes, present):
-        for seed, seed_runs in runs[runs["metric"] == metric].groupby("seed"):
-            ax.plot(seed_runs["step"], seed_runs["value"], label=f"seed {seed}", lw=1)
+        lines = runs[runs["metric"] == metric].groupby(["seed", "source_dir", "run_id"], sort=True)
+        seeds = [seed for seed, _, _ in lines.groups]
+        for (seed, source, run_id), seed_runs in lines:
+            again = f" ({run_id}, {source})" if seeds.count(seed) > 1 else ""  # the same seed twice: say which run
+            ax.plot(seed_runs["step"], seed_runs["value"], label=f"seed {seed}{again}", lw=1)
         ax.set_xlabel("step")
         ax.set_title(metric, fontsize=9)
         clip_first_steps(ax, runs[runs["metric"] == metric])

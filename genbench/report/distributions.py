@@ -34,6 +34,7 @@ def distribution_figure(dataset: str, rows: pd.DataFrame, metric: str, inputs: I
         failed = runs[runs["metric"].isin([DIVERGED_METRIC, "stability/failed"])].groupby("run_id")["value"].max()
         first = runs.iloc[0]
         name = first["objective"] if one_model else f"{first['model']}\n{first['objective']}"
+        name += f"\n{first['settings']}" if first["settings"] else ""
         labels.append(f"{name}\nfailed {int(failed.sum())}/{len(failed)}")
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(groups)), 4))
     ax.boxplot([v if v else [float("nan")] for v in values], showfliers=False)

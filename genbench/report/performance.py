@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from genbench.report.base import GROUP, Inputs
-from genbench.report.tables import markdown_table, mean_std
+from genbench.report.tables import drop_uniform, markdown_table, mean_std
 
 TITLE = "Performance"
 # Metrics shown in the performance table, with how to display them.
@@ -26,10 +26,11 @@ def perf_table(final: pd.DataFrame) -> str:
     rows = []
     for group, runs in final.groupby(GROUP, sort=True):
         row = dict(zip(["model", "objective", "dataset", "precision", "backend"], group[:5]))
+        row["settings"] = group[-1]
         for metric, (title, scale) in PERF_COLUMNS.items():
             row[title] = mean_std(runs[runs["metric"] == metric]["value"] * scale)
         rows.append(row)
-    return markdown_table(pd.DataFrame(rows).fillna(""))
+    return markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""))
 
 
 def perf_note(final: pd.DataFrame) -> str:

@@ -20,11 +20,11 @@ import pandas as pd
 
 from genbench.report.base import Inputs
 from genbench.report.producers import producer_of, sign_of
-from genbench.report.tables import fmt, markdown_table
+from genbench.report.tables import drop_uniform, fmt, markdown_table
 
 TITLE = "Precision ledger"
 
-PAIR_KEYS = ["model", "objective", "dataset", "backend", "device"]
+PAIR_KEYS = ["model", "objective", "dataset", "backend", "device", "settings"]  # all of GROUP but precision
 QUALITY = (("quality/fid", "quality/kid"), ("test/nll_bpd", "test/nll"))  # per kind, the first recorded
 THROUGHPUT = "perf/train_throughput"
 
@@ -49,6 +49,7 @@ def first_recorded(metrics: tuple[str, ...], reduced: pd.DataFrame, full: pd.Dat
 def ledger_rows(setting: tuple, precision: str, reduced: pd.DataFrame, full: pd.DataFrame) -> list[dict]:
     """One row per kind of quality both sides recorded (sample quality, likelihood)."""
     row = dict(zip(PAIR_KEYS[:3], setting[:3]))
+    row["settings"] = setting[-1]
     row["precision"] = f"{precision} vs fp32"
     speed_r, speed_f = values(reduced, THROUGHPUT), values(full, THROUGHPUT)
     row["train speed-up"] = (f"{speed_r.mean() / speed_f.mean():.2f}x (n={len(speed_r)}/{len(speed_f)})"
@@ -97,4 +98,4 @@ def section(inputs: Inputs) -> str:
     note = ("Speed-up: mean training throughput at the reduced precision over fp32 (same batch size and device). "
             "Change: reduced minus fp32 of the quality metric (lower is better for all of them), ± the standard "
             "error of the difference of the seed means; 'free' = within twice that.")
-    return markdown_table(pd.DataFrame(rows).fillna("")) + "\n\n" + note
+    return markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna("")) + "\n\n" + note

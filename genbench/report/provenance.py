@@ -7,14 +7,15 @@ import pandas as pd
 
 from genbench.harness.store import COMPLETE_METRIC
 from genbench.report.base import Inputs
-from genbench.report.tables import markdown_table
+from genbench.report.tables import drop_uniform, markdown_table
 
 TITLE = "Provenance"
 
 
 def section(inputs: Inputs) -> str:
     complete = inputs.frame[inputs.frame["metric"] == COMPLETE_METRIC]
-    return "\n".join(environment_lines(complete)) + "\n\n" + markdown_table(pd.DataFrame(run_rows(complete)))
+    runs = drop_uniform(pd.DataFrame(run_rows(complete)), ["settings"])  # the column only where settings differ
+    return "\n".join(environment_lines(complete)) + "\n\n" + markdown_table(runs)
 
 
 def run_rows(complete: pd.DataFrame) -> list[dict]:
@@ -27,6 +28,7 @@ def run_rows(complete: pd.DataFrame) -> list[dict]:
             "dataset (hash)": f"{r['dataset']} ({data.get('content_hash')})",
             "n train/test": f"{data.get('n_train')}/{data.get('n_test')}",
             "steps": prov.get("config", {}).get("run", {}).get("steps"),
+            "settings": r["settings"],
             "kernels": ", ".join(f"{k}={v}" for k, v in (prov.get("kernel_backends") or {}).items()) or "none",
             "precision": r["precision"],
         })

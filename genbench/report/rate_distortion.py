@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from genbench.report.base import SETTING, Inputs, rel, save_figure
+from genbench.report.base import SETTING, Inputs, rel, save_figure, setting_values
 from genbench.report.tables import markdown_table, mean_std
 from genbench.utils.hashing import json_hash
 
@@ -33,12 +33,12 @@ def section(inputs: Inputs) -> str:
 def setting_part(setting: tuple, runs: pd.DataFrame, inputs: Inputs) -> str:
     """The table and figure of one model and dataset; '' with fewer than two objectives."""
     model, dataset = setting[:2]
-    title = f"{model} on {dataset} | " + " | ".join(setting[2:])
+    title = f"{model} on {dataset} | " + " | ".join(setting_values(setting)[2:])
     stats = runs.groupby("objective")[[RATE, DISTORTION]].agg(["mean", "std", "count"])
     if len(stats) < 2:
         return ""
     stats = stats.sort_values((RATE, "mean"))
-    path = rd_figure(stats, title, inputs.figures / f"rate-distortion-{json_hash(list(setting))}.png")
+    path = rd_figure(stats, title, inputs.figures / f"rate-distortion-{json_hash(setting_values(setting))}.png")
     rows = [{"objective": obj, "rate (KL nats)": mean_std(runs[runs["objective"] == obj][RATE]),
              "distortion (recon NLL nats)": mean_std(runs[runs["objective"] == obj][DISTORTION])}
             for obj in stats.index]

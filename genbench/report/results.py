@@ -11,7 +11,7 @@ import pandas as pd
 
 from genbench.report.base import GROUP, Inputs, short
 from genbench.report.producers import producer_of
-from genbench.report.tables import markdown_table, mean_std
+from genbench.report.tables import drop_uniform, markdown_table, mean_std
 
 TITLE = "Results"
 
@@ -40,12 +40,12 @@ def metric_table(name: str, records: pd.DataFrame) -> str:
     rows = []
     for group, runs in records.groupby(GROUP, sort=True):
         row = dict(zip(GROUP[:3], group[:3]))
-        row["precision"], row["backend"] = group[3], group[4]
+        row["precision"], row["backend"], row["settings"] = group[3], group[4], group[-1]
         for metric, values in runs.groupby("metric", sort=False):
             column = short(metric)  # the full name where the short one is a row key (quality/precision)
             row[metric if column in GROUP else column] = mean_std(values["value"])
         rows.append(row)
-    table = markdown_table(pd.DataFrame(rows).fillna(""))
+    table = markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""))
     return f"### {name}\n\n{table}\n\n{provenance_note(records)}"
 
 

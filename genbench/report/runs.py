@@ -6,7 +6,7 @@ import pandas as pd
 
 from genbench.harness.store import DIVERGED_METRIC
 from genbench.report.base import GROUP, Inputs
-from genbench.report.tables import markdown_table
+from genbench.report.tables import drop_uniform, markdown_table
 
 TITLE = "Runs"
 
@@ -16,6 +16,6 @@ def section(inputs: Inputs) -> str:
     rows = []
     for group, runs in inputs.final.groupby(GROUP, sort=True):
         diverged = runs[runs["metric"] == DIVERGED_METRIC]["value"]
-        rows.append({**dict(zip(GROUP[:5], group[:5])), "runs": len(diverged),
+        rows.append({**dict(zip(GROUP[:5], group[:5])), "settings": group[-1], "runs": len(diverged),
                      "diverged": f"{int(diverged.sum())}/{len(diverged)}"})
-    return markdown_table(pd.DataFrame(rows))
+    return markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]))

@@ -53,7 +53,7 @@ def section(inputs: Inputs) -> str:
 
 def setting_part(setting: tuple, runs: pd.DataFrame, inputs: Inputs) -> str:
     """Per objective a table, then the figure, the likelihood-bound view and the provenance."""
-    title = f"{setting[0]} on {setting[1]}"
+    title = f"{setting[0]} on {setting[1]}" + (f" ({setting[-1]})" if setting[-1] else "")
     tables = [f"*{objective}* ({setting[2]}, backend {setting[3]}, {setting[4]})\n\n{sweep_table(rows)}"
               for objective, rows in runs.groupby("objective", sort=True)]
     figure = sweep_figure(runs, title, inputs)

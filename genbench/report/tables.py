@@ -30,8 +30,9 @@ def versions_text(versions: dict) -> str:
 
 # A table row is one setting: these are never averaged together. A section that groups by
 # them shows them as columns, and drops a column whose value is the same in every row (the
-# provenance section names it once).
-SETTING_SPLIT = ["precision", "backend", "device"]
+# provenance section names it once). "settings": the run settings in which runs of one model x
+# objective x dataset differ (report.base.attach_settings), "" where they share them all.
+SETTING_SPLIT = ["precision", "backend", "device", "settings"]
 
 
 def drop_uniform(frame: pd.DataFrame, columns: list[str] = SETTING_SPLIT) -> pd.DataFrame:
