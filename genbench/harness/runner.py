@@ -65,7 +65,7 @@ declare_values("runner", {
     "train/*": ("neither", "*", "a scalar the trainer logs at a step: loss terms, schedules (a training curve)"),
 }, conditions=("method", "measured", "scope", "batch", "batch_size", "warmup_steps", "distributed"),
    outcomes=("step_seconds", "batch_seconds", "at_step", "reason", "artefacts", "config", "kernel_backends",
-             "dataset"))
+             "dataset", "process_peak_bytes", "baseline_bytes"))
 
 
 def seed_everything(seed: int) -> None:
@@ -276,7 +276,7 @@ def write_artefacts(model, data: Dataset, run_dir: Path, seed: int, device: torc
 
 
 def record_memory_and_phases(recorder: RunRecorder, memory: measure.PeakMemory, phases: dict[str, float]) -> None:
-    recorder.emit("perf/peak_memory", memory.peak_bytes(), "bytes", None, measured=memory.kind,
+    recorder.emit("perf/peak_memory", memory.peak_bytes(), "bytes", None, **memory.provenance(),
                   scope="model build, training, evaluation and sampling of this run")
     for phase, seconds in phases.items():
         recorder.emit(f"time/{phase}", seconds, "s", None)

@@ -6,8 +6,11 @@ pooled, stride 2, odd edges dropped), Gaussian-weighted local statistics with a
 the reference MATLAB code and pytorch_msssim), give
     l  = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
     cs = (2 sigma_xy + C2) / (sigma_x^2 + sigma_y^2 + C2)
-with population (1/N) moments, C1 = (K1 L)^2, C2 = (K2 L)^2, K1 = 0.01, K2 = 0.03 and data
-range L = 2 for [-1, 1] images. Per channel,
+with population (1/N) moments, C1 = (K1 L)^2, C2 = (K2 L)^2, K1 = 0.01, K2 = 0.03, on
+intensities in [0, 1] with data range L = 1: genbench's [-1, 1] images are mapped to
+(x + 1) / 2 first. That matters: cs is unchanged by the shift, but the luminance term l is
+not, and on [-1, 1] values means of opposite sign make it negative (the diversity score was
+28-59% off the reference implementations). Per channel,
     MS-SSIM = prod_{j<M} mean(cs_j)^{w_j} * mean(l_M cs_M)^{w_M},
 with the spatial means clipped at 0 before the power (as pytorch_msssim / tf.image, so a
 negative correlation gives 0, not NaN); channels are then averaged. M = 1 is plain SSIM.
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 K1, K2 = 0.01, 0.03
-DATA_RANGE = 2.0  # images in [-1, 1]
+DATA_RANGE = 1.0  # intensities in [0, 1] (images are mapped from [-1, 1])
 SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
 WINDOWS = ((11, 1.5), (7, 1.0))  # (size, sigma): standard, then the small-image fallback
 PIXELS_PER_BATCH = 1 << 20  # image values per operand scored at once (16x16: 4096 pairs)
@@ -145,7 +148,8 @@ def _check_fits(settings: MSSSIMSettings, height: int, width: int) -> None:
 
 
 def ms_ssim(x, y, settings: MSSSIMSettings | None = None) -> torch.Tensor:
-    """MS-SSIM of each pair (x[i], y[i]) of [-1, 1] images (N, C, H, W): (N,)."""
+    """MS-SSIM of each pair (x[i], y[i]) of [-1, 1] images (N, C, H, W), scored as [0, 1]
+    intensities: (N,)."""
     x, y = _check_pair(x, y)
     settings = settings or resolve_settings(x.shape[2], x.shape[3])
     _check_fits(settings, x.shape[2], x.shape[3])
@@ -154,6 +158,7 @@ def ms_ssim(x, y, settings: MSSSIMSettings | None = None) -> torch.Tensor:
 
 
 def _ms_ssim(x: torch.Tensor, y: torch.Tensor, settings: MSSSIMSettings) -> torch.Tensor:
+    x, y = (x + 1) / 2, (y + 1) / 2  # [-1, 1] images -> [0, 1] intensities (data range 1)
     g = _window(settings.window_size, settings.sigma).to(x.device)  # (s,)
     c1, c2 = (settings.k1 * settings.data_range) ** 2, (settings.k2 * settings.data_range) ** 2
     score = torch.ones(x.shape[:2], device=x.device)  # (N, C)

@@ -69,6 +69,10 @@ def _provenance(result, *values: str) -> dict:
 
 
 SWD_UNIT = "swd (raw; ProGAN tables show x1e3)"
+# Pixel-space metrics score generated images on the real images' 8-bit levels
+# (EvalContext.samples_as_data); a condition, so records scored on unrounded samples
+# (before this was so) are never compared with these.
+AS_DATA = {"generated_pixels": "rounded to 8-bit levels, as the real images"}
 SWD_VALUES = {
     "swd/level*": ("lower", SWD_UNIT, "sliced Wasserstein distance of 7x7 patches at one pyramid level"),
     "swd/mean": ("lower", SWD_UNIT, "sliced Wasserstein distance averaged over the pyramid levels"),
@@ -76,13 +80,14 @@ SWD_VALUES = {
 
 
 @register_metric("swd", samples_images, "sliced Wasserstein distance over a Laplacian pyramid (ProGAN)",
-                 values=SWD_VALUES, conditions=(*SAMPLE_CONDITIONS, "levels", "n_descriptors", "n_projections",
+                 values=SWD_VALUES, conditions=(*SAMPLE_CONDITIONS, *AS_DATA, "levels", "n_descriptors", "n_projections",
                                                 "n_real", "n_repeats", "normalisation", "patch_size",
                                                 "patches_per_image", "reference_split"),
                  outcomes=(*SAMPLE_OUTCOMES, "seed"))
 def sliced_wasserstein(ctx: EvalContext) -> list[MetricValue]:
-    result = swd(ctx.dataset.train.x, ctx.samples, seed=ctx.seed)
-    prov = {**_provenance(result, "per_level", "mean"), **ctx.sample_provenance(), "reference_split": "train"}
+    result = swd(ctx.dataset.train.x, ctx.samples_as_data, seed=ctx.seed)
+    prov = {**_provenance(result, "per_level", "mean"), **ctx.sample_provenance(), "reference_split": "train",
+            **AS_DATA}
     values = [MetricValue(f"swd/level{res}", v, SWD_UNIT, prov) for res, v in zip(result.levels, result.per_level)]
     return values + [MetricValue("swd/mean", result.mean, SWD_UNIT, prov)]
 
@@ -95,12 +100,12 @@ MS_SSIM_VALUES = {
 
 
 @register_metric("ms-ssim", samples_images, "mean MS-SSIM between generated samples (diversity; ProGAN)",
-                 values=MS_SSIM_VALUES, conditions=(*SAMPLE_CONDITIONS, "n_pairs", "n_samples", "settings"),
+                 values=MS_SSIM_VALUES, conditions=(*SAMPLE_CONDITIONS, *AS_DATA, "n_pairs", "n_samples", "settings"),
                  outcomes=(*SAMPLE_OUTCOMES, "seed", "std", "std_error"))
 def diversity(ctx: EvalContext) -> list[MetricValue]:
-    generated = mean_pairwise_ms_ssim(ctx.samples, seed=ctx.seed)
+    generated = mean_pairwise_ms_ssim(ctx.samples_as_data, seed=ctx.seed)
     real = mean_pairwise_ms_ssim(ctx.dataset.train.x, seed=ctx.seed)
-    prov = {**_provenance(generated, "mean"), **ctx.sample_provenance(),
+    prov = {**_provenance(generated, "mean"), **ctx.sample_provenance(), **AS_DATA,
             "note": "lower = more diverse; ms_ssim_real is the training data's own value"}
     return [MetricValue("ms-ssim/ms_ssim", generated.mean, "ms-ssim", prov),
             MetricValue("ms-ssim/ms_ssim_real", real.mean, "ms-ssim", prov)]
@@ -115,13 +120,13 @@ MEMORISATION_VALUES = {
 
 
 @register_metric("memorisation", samples_images, "nearest-training-example distance ratio; flags copies",
-                 values=MEMORISATION_VALUES, conditions=(*SAMPLE_CONDITIONS, "copy_threshold", "dim", "n_train",
+                 values=MEMORISATION_VALUES, conditions=(*SAMPLE_CONDITIONS, *AS_DATA, "copy_threshold", "dim", "n_train",
                                                          "space"),
                  outcomes=(*SAMPLE_OUTCOMES, "flagged_indices"))
 def memorised(ctx: EvalContext) -> list[MetricValue]:
-    result = memorisation(ctx.samples, ctx.dataset.train.x)
+    result = memorisation(ctx.samples_as_data, ctx.dataset.train.x)
     prov = {**_provenance(result, "fraction_copies", "mean_ratio", "median_ratio", "n_copies"),
-            **ctx.sample_provenance()}
+            **ctx.sample_provenance(), **AS_DATA}
     return [MetricValue("memorisation/fraction_copies", result.fraction_copies, "fraction", prov),
             MetricValue("memorisation/median_ratio", result.median_ratio, "ratio to train NN median", prov)]
 

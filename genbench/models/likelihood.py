@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from genbench.errors import ConfigError
 from genbench.utils.pixels import PIXEL_LEVELS
 
 LOG_SIGMA_MIN = -7.0  # floor on predicted log sigma (sigma ~ 1e-3, below the dequantisation noise)
@@ -41,6 +42,9 @@ def dequantised_bits_per_dim(nll_nats: torch.Tensor, dims: int) -> torch.Tensor:
     return (nll_nats + dims * math.log(1.0 / BIN_WIDTH)) / (dims * math.log(2))
 
 
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """p(x|z) for one decoder: how many outputs it needs and how to score/sample them."""
@@ -48,6 +52,15 @@ class Likelihood:
     kind: str  # "bernoulli" | "gaussian"
     sigma: float | None  # gaussian only: fixed sigma, or None for a predicted per-dim sigma
     quantised: bool  # images with 8-bit levels (bits/dim defined); False for 2-D points
+
+    def __post_init__(self):
+        # Every branch below tests for "bernoulli" and takes Gaussian otherwise: an unknown
+        # kind must never get that far.
+        if self.kind not in LIKELIHOODS:
+            raise ConfigError(f"likelihood {self.kind!r} is not one of {', '.join(LIKELIHOODS)}; "
+                              "set the model option likelihood=bernoulli or likelihood=gaussian.")
+        if self.sigma is not None and (self.kind != "gaussian" or not self.sigma > 0):
+            raise ConfigError(f"decoder sigma {self.sigma!r} needs likelihood=gaussian and a value > 0.")
 
     def out_channels(self, channels: int) -> int:
         return 2 * channels if self.kind == "gaussian" and self.sigma is None else channels

@@ -46,13 +46,16 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 class PeakMemory:
-    """Peak memory of a block: torch.cuda.max_memory_allocated on CUDA; on the CPU the
-    process's peak resident set (VmHWM), reset at the start where Linux allows it
-    (/proc/self/clear_refs), so the figure is this block's and not the process's."""
+    """Peak memory of a block. CUDA: torch.cuda.max_memory_allocated, reset at the start. CPU:
+    the rise of the process's resident set over the block -- the peak (VmHWM, reset at the
+    start where Linux allows it, /proc/self/clear_refs) minus the resident set at the start
+    (VmRSS) -- so a small model is not charged the interpreter, torch and the datasets the
+    process already holds; the process's own peak is kept as `process_peak_bytes`."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.kind = ""
+        self.baseline = 0
 
     def reset(self) -> None:
         if self.device.type == "cuda":
@@ -61,22 +64,42 @@ class PeakMemory:
             return
         try:
             Path("/proc/self/clear_refs").write_text("5")
-            self.kind = "peak RSS (VmHWM, reset at run start)"
+            self.baseline = proc_status_bytes("VmRSS") or 0
+            self.kind = "peak RSS above the RSS at run start (VmHWM - VmRSS; the peak reset at run start)"
         except OSError:
             self.kind = "peak RSS of the process (VmHWM/ru_maxrss; could not reset: includes earlier work)"
 
-    def peak_bytes(self) -> int:
+    def process_peak_bytes(self) -> int:
+        """The process's peak resident set (CPU), or max_memory_allocated (CUDA)."""
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
-        status = Path("/proc/self/status")
-        if status.is_file():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+        peak = proc_status_bytes("VmHWM")
+        if peak is not None:
+            return peak
         import resource  # not on every platform; Linux/macOS have it
 
         scale = 1 if sys.platform == "darwin" else 1024
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+    def peak_bytes(self) -> int:
+        """What the block added at its peak (see the class docstring)."""
+        return max(0, self.process_peak_bytes() - self.baseline)
+
+    def provenance(self) -> dict[str, int | str]:
+        fields: dict[str, int | str] = {"measured": self.kind}
+        if self.device.type != "cuda":
+            fields.update(process_peak_bytes=self.process_peak_bytes(), baseline_bytes=self.baseline)
+        return fields
+
+
+def proc_status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status ("VmRSS", "VmHWM") in bytes; None off Linux."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def median_rate(step_seconds: list[float], items_per_step: int) -> tuple[float, dict[str, float]]:

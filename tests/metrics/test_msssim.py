@@ -22,8 +22,8 @@ def digits():
 def _skimage_ssim(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """skimage's SSIM, settings matching ours: its mean runs over the region the 11-px
     window fits in (it crops (win-1)/2 px after reflect-padded filtering), i.e. our 'valid'."""
-    return np.array([structural_similarity(a.numpy(), b.numpy(), gaussian_weights=True, sigma=1.5,
-                                           use_sample_covariance=False, data_range=2, channel_axis=0)
+    return np.array([structural_similarity((a.numpy() + 1) / 2, (b.numpy() + 1) / 2, gaussian_weights=True,
+                                           sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=0)
                      for a, b in zip(x, y)])
 
 
@@ -107,3 +107,19 @@ def test_bad_inputs_raise(digits):
         ms_ssim(digits[:2] * float("nan"), digits[:2])
     with pytest.raises(ValueError, match="N >= 2"):
         mean_pairwise_ms_ssim(digits[:1], n_pairs=10, seed=0)
+
+
+def test_five_scales_match_pytorch_msssim_on_unit_intensities():
+    """Against an independent implementation (pytorch_msssim, which follows the reference
+    MATLAB/TF code): 192-px images hold five scales of the 11-px window. Pairs with means on
+    both sides of mid-grey, where scoring [-1, 1] values directly made the luminance term negative."""
+    import pytorch_msssim  # the test extra installs it
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand((4, 3, 192, 192), generator=g) * 2 - 1
+    x = (base - torch.tensor([0.6, -0.6, 0.2, -0.2]).view(4, 1, 1, 1)).clamp(-1, 1)
+    y = (base + 0.4 * torch.randn(base.shape, generator=g) + 0.5).clamp(-1, 1)
+    ours = ms_ssim(x, y, resolve_settings(192, 192))
+    ref = pytorch_msssim.ms_ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, size_average=False, win_size=11,
+                                 win_sigma=1.5)
+    assert resolve_settings(192, 192).n_scales == 5
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=1e-4)

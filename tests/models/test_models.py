@@ -83,3 +83,11 @@ def test_gaussian_nll_matches_torch_distributions():
     assert torch.allclose(lik.nll(out, target), expected, atol=1e-5)
     fixed = Likelihood("gaussian", 1.0, quantised=False)
     assert torch.allclose(fixed.nll(mean, target), 0.5 * ((target - mean) ** 2).sum(1) + math.log(2 * math.pi), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, sigma", [("foo", None), ("Gaussian", None), ("bernoulli", 0.5), ("gaussian", 0.0)])
+def test_an_unknown_likelihood_or_a_misplaced_sigma_is_refused(kind, sigma):
+    """Likelihood's branches test for "bernoulli" and treat anything else as Gaussian: an
+    unknown kind (or a sigma Bernoulli would ignore) must be refused, not scored as Gaussian."""
+    with pytest.raises(ConfigError, match="likelihood|sigma"):
+        Likelihood(kind, sigma, quantised=True)
