@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import genbench.harness.spec as spec
 import genbench.metrics.extractors as ex
 from genbench.cli import main
 from genbench.data import Dataset, Split, load_dataset
@@ -54,7 +55,7 @@ def test_the_inception_extractor_needs_more_than_2048(tmp_path, capsys, monkeypa
     """InceptionV3's features are 2048-d: digits' 1,438 training images are too few for its FID."""
     weights = tmp_path / "pt_inception.pth"
     weights.write_bytes(b"")  # the count is decided from the choice alone: the file's check is not the point here
-    monkeypatch.setattr(ex, "check_inception_file", lambda path: None)
+    monkeypatch.setattr(spec, "check_inception_file", lambda path: None)  # where the run check calls it
     refused_before_training(tmp_path, capsys, ["--model", "vae", "--feature-weights", str(weights)],
                             "(2048 for this feature extractor)", "has only 1438 examples")
 
