@@ -11,6 +11,14 @@ Layout (documented once, here):
 - labels `y`: int64 (N,) class indices, names in `info.classes`; None when unknown.
 - factors: int64 (N, F) indices into `info.extras["factor_values"]`; None when unknown.
 
+Splits: `train` (models and the feature extractors train on it) and `test` (held out).
+Optionally `heldout`: examples drawn from the TRAINING distribution but never trained on,
+for the metrics whose real side must match what a model was trained to imitate, where a
+source's test split comes from a different distribution (`photos`: its test crops come from
+another band of each photograph). A held-out example may overlap or repeat a training one
+(photos: crops from the same rows). It is not in the content hash (which covers train and
+test only); None for most sources, whose test split is the training distribution already.
+
 Spec strings: `NAME`, `NAME:PATH` for on-disk sources, and options after `?`:
 `digits?size=32`, `shapes?size=64&n=4096`, `mnist:/data/mnist?limit=5000`.
 
@@ -81,6 +89,7 @@ class Dataset:
     info: DatasetInfo
     train: Split
     test: Split
+    heldout: Split | None = None  # training distribution, never trained on (module docstring)
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -89,6 +98,7 @@ class Dataset:
             "content_hash": self.info.content_hash,
             "n_train": len(self.train),
             "n_test": len(self.test),
+            **({"n_heldout": len(self.heldout)} if self.heldout is not None else {}),
             "split": self.info.split,
             "source": self.info.source,
         }
@@ -112,7 +122,9 @@ class DatasetSource:
     """A registered dataset: its options dataclass, a loader and a probe.
 
     `load(options, path)` returns (train, test, facts) where facts holds the DatasetInfo
-    fields other than name/spec/shape/content_hash (kind, classes, source, split, extras).
+    fields other than name/spec/shape/content_hash (kind, classes, source, split, extras),
+    and, for a source that has one, the optional held-out split under the key "heldout"
+    (a Split; see the module docstring).
     `probe(options, path)` returns the Header of what `load` would return, cheaply (no
     examples decoded); `load` runs only once check_header accepted it, and may rely on that.
     """
@@ -192,7 +204,9 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
     header = _checked_header(spec, source, opts, path)
     with load_errors(spec):
         train, test, facts = source.load(opts, path)
-    _check_layout(name, train, test, facts["kind"])
+    facts = dict(facts)
+    heldout = facts.pop("heldout", None)
+    _check_layout(name, train, test, facts["kind"], heldout)
     loaded = (facts["kind"], len(train), len(test), tuple(train.x.shape[1:]))
     assert loaded == (header.kind, header.n_train, header.n_test, header.shape), f"{name}: probe {header} != {loaded}"
     info = DatasetInfo(
@@ -202,7 +216,7 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
         content_hash=tensor_hash(train.x, train.y, train.factors, test.x, test.y, test.factors),
         **facts,
     )
-    return Dataset(info=info, train=train, test=test)
+    return Dataset(info=info, train=train, test=test, heldout=heldout)
 
 
 def check_header(spec: str, header: Header) -> None:
@@ -277,9 +291,10 @@ def load_errors(spec: str) -> Iterator[None]:
                         "read it.") from None
 
 
-def _check_layout(name: str, train: Split, test: Split, kind: str) -> None:
+def _check_layout(name: str, train: Split, test: Split, kind: str, heldout: Split | None = None) -> None:
     """Loaders must honour the documented layout; a violation is a genbench bug."""
-    for split_name, split in (("train", train), ("test", test)):
+    splits = (("train", train), ("test", test)) + ((("heldout", heldout),) if heldout is not None else ())
+    for split_name, split in splits:
         x = split.x
         assert x.dtype == torch.float32, f"{name}/{split_name}: x must be float32, got {x.dtype}"
         assert x.ndim == {"image": 4, "points": 2, "sequence": 3}[kind], f"{name}/{split_name}: bad x.ndim {x.ndim}"
@@ -289,6 +304,7 @@ def _check_layout(name: str, train: Split, test: Split, kind: str) -> None:
             if extra is not None:
                 assert extra.dtype == torch.int64 and len(extra) == len(x), f"{name}/{split_name}"
     assert train.x.shape[1:] == test.x.shape[1:], f"{name}: train/test shapes differ"
+    assert heldout is None or heldout.x.shape[1:] == train.x.shape[1:], f"{name}: train/heldout shapes differ"
 
 
 def holdout_sizes(n: int, test_fraction: float) -> tuple[int, int]:

@@ -19,8 +19,19 @@ the test band is the bottom 32 rows (25%) and the train band the 96 rows above i
 crops therefore differ only in their horizontal position (97 to 161 distinct crops per
 photograph, so `n_test` > that repeats some).
 
-Options: `n_train` (1024) and `n_test` (128) crops per photograph (each 1..MAX_EXAMPLES / 8),
-`seed` (0), `size` (32).
+Held-out split (`Dataset.heldout`, see genbench.data.base): `n_heldout` crops per photograph
+from the TRAIN band, drawn from their own stream `default_rng([seed, photo index, 2])`, so
+train and test (and the content hash) are the same with or without it. They are drawn from
+the training distribution but are not training examples: the two-sample test (`c2st`)
+scores generated images against them, since the test band's crops differ from the training
+crops in content (real training crops score about 0.74 against the test split). They share
+the training crops' rows, so a held-out crop overlaps training crops and may repeat one
+exactly (97 x 65 positions or more per photograph against 1,024 training crops: 106 of the
+1,024 default held-out crops are training crops); that is
+the point (same distribution), and why they are no test set for likelihoods or the extractor.
+
+Options: `n_train` (1024), `n_test` (128) and `n_heldout` (128) crops per photograph (each
+1..MAX_EXAMPLES / 8), `seed` (0), `size` (32).
 """
 
 from __future__ import annotations
@@ -43,20 +54,21 @@ PHOTO_NAMES = (
 )
 SHORT_SIDE = 128  # every photograph is resized so its shorter side has this many pixels
 TEST_ROWS_FRACTION = 0.2  # bottom share of the rows reserved for test crops
-TRAIN, TEST = 0, 1  # random stream index of each split
+TRAIN, TEST, HELDOUT = 0, 1, 2  # random stream index of each split (held-out crops: from the train band)
 
 
 @dataclass(frozen=True)
 class PhotosOptions:
     n_train: int = 1024  # training crops per photograph
     n_test: int = 128  # test crops per photograph
+    n_heldout: int = 128  # held-out crops per photograph, from the train band (module docstring)
     seed: int = 0  # seed of the crop positions
     size: Literal[32] = 32  # crop side in pixels (only 32: the test band is 32 rows tall)
 
     def __post_init__(self):
         most = MAX_EXAMPLES // len(PHOTO_NAMES)
-        if not (1 <= self.n_train <= most and 1 <= self.n_test <= most):
-            raise ValueError(f"n_train and n_test (crops per photograph) must be between 1 and {most:,}")
+        if not all(1 <= n <= most for n in (self.n_train, self.n_test, self.n_heldout)):
+            raise ValueError(f"n_train, n_test and n_heldout (crops per photograph) must be between 1 and {most:,}")
         if self.seed < 0:
             raise ValueError("seed must be >= 0")
 
@@ -104,15 +116,16 @@ def probe_photos(options: PhotosOptions, path: str | None) -> Header:
 @register_source("photos", PhotosOptions, needs_path=False, probe=probe_photos,
                  summary="32x32 RGB crops of 8 scikit-image photographs, label = photograph")
 def load_photos(options: PhotosOptions, path: str | None):
-    crops: dict[int, list[torch.Tensor]] = {TRAIN: [], TEST: []}
+    crops: dict[int, list[torch.Tensor]] = {TRAIN: [], TEST: [], HELDOUT: []}
     bands_used = {}
     for index, name in enumerate(PHOTO_NAMES):
         image = resize_short_side(read_photo(name))  # (3, 128, w)
         bands = row_bands(image.shape[1], options.size)
         bands_used[name] = {"train_rows": list(bands[TRAIN]), "test_rows": list(bands[TEST])}
-        for split, count in ((TRAIN, options.n_train), (TEST, options.n_test)):
+        for split, count in ((TRAIN, options.n_train), (TEST, options.n_test), (HELDOUT, options.n_heldout)):
             rng = np.random.default_rng([options.seed, index, split])
-            crops[split].append(random_crops(image, bands[split], count, options.size, rng))
+            band = bands[TEST] if split == TEST else bands[TRAIN]  # held-out crops: the train band
+            crops[split].append(random_crops(image, band, count, options.size, rng))
 
     def make_split(split: int, count: int) -> Split:
         x = float01_to_images(torch.cat(crops[split]))  # (8 * count, 3, 32, 32)
@@ -125,6 +138,10 @@ def load_photos(options: PhotosOptions, path: str | None):
         "source": "embedded: skimage.data photographs, shorter side resized to 128 px",
         "split": "by rows: train crops from the top rows, test crops from the bottom "
                  "max(20%, 32) rows of each photograph (disjoint bands, see extras['row_bands'])",
-        "extras": {"short_side": SHORT_SIDE, "row_bands": bands_used},
+        "extras": {"short_side": SHORT_SIDE, "row_bands": bands_used,
+                   "heldout": f"{options.n_heldout} crops per photograph from the train rows, random stream "
+                              "[seed, photo index, 2]: the training distribution, never trained on, overlapping "
+                              "training crops"},
+        "heldout": make_split(HELDOUT, options.n_heldout),
     }
     return make_split(TRAIN, options.n_train), make_split(TEST, options.n_test), facts

@@ -32,6 +32,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from genbench.utils.pixels import images_to_uint8
+from genbench.utils.hashing import tensor_hash
 from genbench.errors import GenbenchError
 from genbench.metrics.extractors import (CLASSIFIER, FEATURE_DIM, Extractor, build_module, cache_root, head_targets,
                                          wants_inception)
@@ -89,10 +90,12 @@ def images_to_features(x: torch.Tensor, extractor: Extractor, device: torch.devi
 
 def reference_features(dataset, split: str, n: int | None, extractor: Extractor,
                        device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Features of the first n images of a split (all if None), cached on disk."""
+    """Features of the first n images of a split (all if None), cached on disk. Split "heldout"
+    (Dataset.heldout) is outside the content hash, so its key names its own hash too."""
     x = getattr(dataset, split).x
     n = len(x) if n is None else min(n, len(x))
-    key = f"{dataset.info.content_hash}-{extractor.weights_hash}-{split}-n{n}"
+    tag = split if split in ("train", "test") else f"{split}{tensor_hash(x[:n])}"
+    key = f"{dataset.info.content_hash}-{extractor.weights_hash}-{tag}-n{n}"
     path = cache_root() / "reference" / f"{extractor.name}-{key}.pt"
     provenance = {"reference_split": split, "n_reference": n, "reference_cache_key": key}
     if path.is_file():

@@ -13,7 +13,9 @@ from genbench.data import load_dataset, mode_centres
 from genbench.data import photos as photos_module
 from genbench.data import shapes as shapes_module
 from genbench.data.base import holdout_split
-from genbench.utils.pixels import images_to_uint8
+from genbench.errors import ConfigError
+from genbench.utils.hashing import tensor_hash
+from genbench.utils.pixels import float01_to_images, images_to_uint8
 
 
 def assert_image_layout(split, shape, n_classes=None):
@@ -235,6 +237,55 @@ def test_photos_train_and_test_rows_are_disjoint(photos):
     # and no test crop equals a train crop
     train_keys = {bytes(c.numpy().tobytes()) for c in images_to_uint8(photos.train.x)}
     assert not any(bytes(c.numpy().tobytes()) in train_keys for c in images_to_uint8(photos.test.x))
+
+
+# Recorded with the code before the held-out split was added (issue 20): adding it must not
+# change the train and test crops, nor the content hash the shipped extractor is keyed by.
+PHOTOS_HASHES = {
+    "photos": ("83ad9c66c5b36c88", "38d92e8d0ac520b4", "bef02b6a654b49ef"),
+    "photos?n_train=64&n_test=16&seed=3": ("b4ec5fa15e00b4f4", "bf12194369c1a9d7", "2c079da3e87e9c0a"),
+}
+
+
+def photos_hashes(data):
+    return data.info.content_hash, tensor_hash(data.train.x, data.train.y), tensor_hash(data.test.x, data.test.y)
+
+
+def test_photos_train_test_and_hash_unchanged_by_the_heldout_split(photos):
+    assert photos_hashes(photos) == PHOTOS_HASHES["photos"]
+    small = "photos?n_train=64&n_test=16&seed=3"
+    assert photos_hashes(load_dataset(small)) == PHOTOS_HASHES[small]
+    assert photos_hashes(load_dataset(small + "&n_heldout=5")) == PHOTOS_HASHES[small]  # any n_heldout
+
+
+def test_photos_heldout_comes_from_the_train_band(photos):
+    heldout = photos.heldout
+    assert len(heldout) == 8 * 128 and photos.provenance()["n_heldout"] == 8 * 128
+    assert_image_layout(heldout, (3, 32, 32), n_classes=8)
+    assert torch.equal(heldout.y, torch.arange(8).repeat_interleave(128))  # photograph by photograph
+    # the crops lie in the train band: crop an image whose pixels hold their row index, with
+    # the loader's own stream for held-out crops
+    image = torch.arange(128.0).view(1, 128, 1).expand(3, 128, 200)
+    train_band, _ = photos_module.row_bands(128, 32)
+    rng = np.random.default_rng([0, 0, photos_module.HELDOUT])
+    crops = photos_module.random_crops(image, train_band, 128, 32, rng)
+    assert crops.min() >= train_band[0] and crops.max() < train_band[1]
+    # same stream as the loader: the first photograph's held-out crops are these positions
+    astronaut = photos_module.resize_short_side(photos_module.read_photo("astronaut"))
+    expected = photos_module.random_crops(astronaut, train_band, 128, 32,
+                                          np.random.default_rng([0, 0, photos_module.HELDOUT]))
+    assert torch.equal(heldout.x[:128], float01_to_images(expected))
+    # a stream of its own: not the training crops, nor the test crops
+    assert not torch.equal(heldout.x[:128], photos.train.x[:128])
+    test_keys = {bytes(c.numpy().tobytes()) for c in images_to_uint8(photos.test.x)}
+    assert not any(bytes(c.numpy().tobytes()) in test_keys for c in images_to_uint8(heldout.x))
+    assert len(load_dataset("photos?n_train=8&n_test=4&n_heldout=3").heldout) == 24
+    with pytest.raises(ConfigError, match="n_heldout"):
+        load_dataset("photos?n_heldout=0")
+
+
+def test_other_sources_have_no_heldout_split(digits):
+    assert digits.heldout is None and "n_heldout" not in digits.provenance()
 
 
 def test_photos_determinism():
