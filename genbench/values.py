@@ -10,8 +10,9 @@ train/stability.py) and its quality probe (metrics/monitor.py), the kernel bench
 
 - values: per value-name pattern (fnmatch on the metric name: "quality/fid",
   "sampler/fid@*"), a ValueSpec: direction ("higher" or "lower" is better, or "neither"),
-  unit (as the records carry it; a pattern where it varies, "modes of *") and a one-line
-  meaning;
+  unit (as the records carry it; a pattern where it varies, "modes of *"), a one-line
+  meaning and, optionally, how a report pools the seeds ("mean", or "fisher" for p-values)
+  and the scale it shows the value at (KID x1000);
 - conditions: provenance keys that are conditions of comparability -- numbers that differ in
   one of them are never compared or pooled (sample counts, extractor, estimator, ...);
 - outcomes: provenance keys that are outcomes of one measurement (per-seed counts, timing
@@ -37,6 +38,7 @@ from genbench.errors import ConfigError
 from genbench.registry import Registry
 
 SIGNS = {"higher": +1, "lower": -1, "neither": 0}
+POOLINGS = ("mean", "fisher")
 
 # Records of unknown origin whose name no declaration matches: the units whose direction no
 # declared value contradicts (a time, a memory size, a rate). Any other unit: neither (a
@@ -53,11 +55,17 @@ class ValueSpec:
     direction: str  # "higher" | "lower" | "neither" (is better)
     unit: str  # as records carry it; fnmatch pattern where it varies ("modes of *")
     meaning: str  # one line
+    # How a report cell combines the seeds: "mean" (mean ± std), or "fisher" for p-values,
+    # which are never averaged: Fisher's combined p over the seeds, then each seed's.
+    pooling: str = "mean"
+    shown_scale: float = 1.0  # reports show value x shown_scale (KID x1e3, as papers print it)
 
     def __post_init__(self):
         if self.direction not in SIGNS:
             raise ConfigError(f"value {self.pattern!r}: direction {self.direction!r} is not one of "
                               f"{', '.join(SIGNS)}; declare which way the value is better, or 'neither'.")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"value {self.pattern!r}: pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}.")
 
     @property
     def sign(self) -> int:
@@ -94,8 +102,9 @@ class Producer:
 VALUES: Registry[Producer] = Registry("value producers")
 
 
-def value_specs(values: Mapping[str, tuple[str, str, str]]) -> tuple[ValueSpec, ...]:
-    """{pattern: (direction, unit, meaning)} -> ValueSpecs, in declaration order."""
+def value_specs(values: Mapping[str, tuple]) -> tuple[ValueSpec, ...]:
+    """{pattern: (direction, unit, meaning[, pooling[, shown_scale]])} -> ValueSpecs, in
+    declaration order."""
     return tuple(ValueSpec(pattern, *spec) for pattern, spec in values.items())
 
 

@@ -12,7 +12,10 @@ sigma,
   KL(p_model || p_uniform) = sum_k p_k log(K p_k)  (nats),
   with empty modes contributing 0 (0 log 0 = 0). It is 0 for a perfectly balanced
   histogram, log(K / (K - m)) when m modes are empty and the rest balanced, and log K when
-  all high-quality samples sit on one mode. It is None when no sample is high-quality.
+  all high-quality samples sit on one mode. With no high-quality sample there is no
+  histogram; the rule (NO_HQ_REVERSE_KL_RULE) scores that log K, the KL's maximum, so a run
+  that drew nothing near any mode never counts better than one that collapsed onto one,
+  and report averages run over every seed rather than only the lucky ones.
 Samples with NaN/Inf coordinates (a diverged generator) count as not high-quality; they
 are not an error. docs/evaluation.md fixes 2,500 samples: the caller chooses N and the result
 records it.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 HIGH_QUALITY_SIGMAS = 3.0
+NO_HQ_REVERSE_KL_RULE = "no high-quality sample: log K (the maximum, as if all on one mode)"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class CoverageResult:
     modes_captured: int
     n_modes: int
     high_quality_pct: float  # % of all samples that are high-quality
-    reverse_kl: float | None  # KL(p_model || uniform) in nats; None if no high-quality sample
+    reverse_kl: float  # KL(p_model || uniform) in nats; log K without high-quality samples (module doc)
     n_samples: int
     n_high_quality: int
     counts: tuple[int, ...]  # high-quality samples per mode, in the order of `modes`
@@ -60,7 +64,7 @@ def mode_coverage(samples, modes, sigma: float, n_sigmas: float = HIGH_QUALITY_S
     high_quality = nearest_d <= threshold  # (N,) False for NaN
     counts = torch.bincount(nearest[high_quality], minlength=k)  # (K,)
     n_hq = int(high_quality.sum())
-    kl = None
+    kl = math.log(k)  # NO_HQ_REVERSE_KL_RULE
     if n_hq:
         p = counts[counts > 0].double() / n_hq  # (K',) non-empty modes only: 0 log 0 = 0
         kl = float((p * torch.log(p * k)).sum().clamp(min=0.0))

@@ -54,7 +54,7 @@ import torch
 
 from genbench.utils import measure
 from genbench.metrics.base import EvalContext, MetricValue, register_metric
-from genbench.metrics.coverage import mode_coverage
+from genbench.metrics.coverage import NO_HQ_REVERSE_KL_RULE, mode_coverage
 from genbench.metrics.quality import (FEATURE_CONDITIONS, QualitySettings, features_to_fid_kid,
                                       images_to_features)
 
@@ -188,7 +188,7 @@ def points_to_scores(samples: torch.Tensor, ctx: EvalContext) -> tuple[dict[str,
     extras = ctx.dataset.info.extras
     result = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
     prov = {"n_modes": result.n_modes, "mode_sigma": result.sigma, "n_sigmas": result.n_sigmas,
-            "n_high_quality": result.n_high_quality}
+            "n_high_quality": result.n_high_quality, "reverse_kl_without_hq": NO_HQ_REVERSE_KL_RULE}
     return ({"modes_captured": float(result.modes_captured), "high_quality_pct": result.high_quality_pct,
              "reverse_kl": result.reverse_kl}, prov)
 
@@ -240,7 +240,8 @@ SWEEP_VALUES = {  # <quantity>@<point>: the point's sampler, variance/eta and st
                  values=SWEEP_VALUES, section="Diffusion samplers",
                  conditions=(*FEATURE_CONDITIONS, "sampler", "steps", "variance", "eta", "point", "timesteps",
                              "weights", "n_samples", "batch", "timed_batches", "timing", "device", "kid_subsets",
-                             "kid_subset_size", "isc_splits", "prc_neighborhood", "n_modes", "mode_sigma", "n_sigmas"),
+                             "kid_subset_size", "isc_splits", "prc_neighborhood", "n_modes", "mode_sigma", "n_sigmas",
+                             "reverse_kl_without_hq"),
                  outcomes=("sample_seed", "batch_seconds", "kid_std", "n_high_quality", "failed"))
 def sampler_sweep(ctx: EvalContext) -> list[MetricValue]:
     return run_sweep(ctx, sweep_points(ctx.model.timesteps))

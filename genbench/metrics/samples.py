@@ -20,7 +20,7 @@ import torch
 
 from genbench.metrics.base import SAMPLE_CONDITIONS, SAMPLE_OUTCOMES, EvalContext, MetricValue, register_metric
 from genbench.metrics.c2st import c2st
-from genbench.metrics.coverage import mode_coverage
+from genbench.metrics.coverage import NO_HQ_REVERSE_KL_RULE, mode_coverage
 from genbench.metrics.memorisation import memorisation
 from genbench.metrics.msssim import mean_pairwise_ms_ssim
 from genbench.metrics.extractors import ROTATION_TASK
@@ -38,8 +38,10 @@ def samples_images(model, info) -> bool:
 
 QUALITY_VALUES = {
     "quality/fid": ("lower", "fid", "Frechet distance between generated and reference feature statistics"),
-    "quality/kid": ("lower", "kid", "kernel inception distance: unbiased MMD^2, mean over feature subsets"),
-    "quality/kid_std": ("neither", "kid (std over subsets)", "KID's standard deviation over the subsets"),
+    "quality/kid": ("lower", "kid", "kernel inception distance: unbiased MMD^2, mean over feature subsets",
+                    "mean", 1e3),
+    "quality/kid_std": ("neither", "kid (std over subsets)", "KID's standard deviation over the subsets",
+                        "mean", 1e3),
     "quality/is": ("higher", "inception score", "Inception Score of the generated samples' class logits"),
     "quality/is_std": ("neither", "inception score (std over splits)", "IS standard deviation over the splits"),
     "quality/precision": ("higher", "fraction", "generated samples inside the reference manifold (k-NN balls)"),
@@ -135,7 +137,8 @@ def memorised(ctx: EvalContext) -> list[MetricValue]:
 C2ST_VALUES = {
     "c2st/accuracy": ("neither", "accuracy (0.5 = indistinguishable)", "held-out accuracy of a classifier "
                       "telling generated from real features; 0.5 is best, not higher"),
-    "c2st/p_value": ("neither", "one-sided binomial p vs 0.5", "p-value of that accuracy under chance (0.5)"),
+    "c2st/p_value": ("neither", "one-sided binomial p vs 0.5", "p-value of that accuracy under chance (0.5)",
+                     "fisher"),
 }
 
 
@@ -179,12 +182,13 @@ COVERAGE_VALUES = {
 
 @register_metric("coverage", samples_points_with_modes, "modes captured, % high quality, reverse KL (toy2d)",
                  values=COVERAGE_VALUES, conditions=(*SAMPLE_CONDITIONS, "n_modes", "n_samples", "n_sigmas", "sigma",
-                                                     "threshold"),
+                                                     "threshold", "reverse_kl_without_hq"),
                  outcomes=(*SAMPLE_OUTCOMES, "counts", "n_high_quality"))
 def coverage(ctx: EvalContext) -> list[MetricValue]:
     extras = ctx.dataset.info.extras
     result = mode_coverage(ctx.samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
-    prov = {**_provenance(result, "modes_captured", "high_quality_pct", "reverse_kl"), **ctx.sample_provenance()}
+    prov = {**_provenance(result, "modes_captured", "high_quality_pct", "reverse_kl"), **ctx.sample_provenance(),
+            "reverse_kl_without_hq": NO_HQ_REVERSE_KL_RULE}  # a condition: records before it had None there
     return [MetricValue("coverage/modes_captured", result.modes_captured, f"modes of {result.n_modes}", prov),
             MetricValue("coverage/high_quality_pct", result.high_quality_pct, "%", prov),
             MetricValue("coverage/reverse_kl", result.reverse_kl, "nats", prov)]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from genbench.report.base import GROUP, Inputs, short
-from genbench.report.producers import producer_of
-from genbench.report.tables import drop_uniform, markdown_table, mean_std
+from genbench.report.producers import producer_of, value_spec
+from genbench.report.tables import drop_uniform, markdown_table, pooled_cell
 
 TITLE = "Results"
 
@@ -42,8 +42,12 @@ def metric_table(name: str, records: pd.DataFrame) -> str:
         row = dict(zip(GROUP[:3], group[:3]))
         row["precision"], row["backend"], row["settings"] = group[3], group[4], group[-1]
         for metric, values in runs.groupby("metric", sort=False):
+            spec = value_spec(metric, values["provenance"].iloc[0])
             column = short(metric)  # the full name where the short one is a row key (quality/precision)
-            row[metric if column in GROUP else column] = mean_std(values["value"])
+            column = metric if column in GROUP else column
+            if spec and spec.shown_scale != 1:
+                column = f"{column} ×{spec.shown_scale:g}"
+            row[column] = pooled_cell(values["value"], *((spec.pooling, spec.shown_scale) if spec else ()))
         rows.append(row)
     table = markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""))
     return f"### {name}\n\n{table}\n\n{provenance_note(records)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import scipy.stats
 from tabulate import tabulate
 
 
@@ -20,6 +21,18 @@ def mean_std(values: pd.Series) -> str:
     if len(values) == 1:
         return f"{fmt(values.iloc[0])} (n=1)"
     return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
+
+
+def pooled_cell(values: pd.Series, pooling: str = "mean", scale: float = 1.0) -> str:
+    """A cell over seeds as the value's declaration says (genbench/values.py): mean ± std of
+    value x scale, or, for p-values ("fisher"), Fisher's combined p and then each seed's p --
+    p-values are never averaged."""
+    values = values.dropna() * scale
+    if pooling != "fisher" or len(values) < 2:
+        return mean_std(values)
+    combined = scipy.stats.combine_pvalues(values.clip(lower=1e-300).to_numpy(), method="fisher").pvalue
+    seeds = ", ".join(fmt(v, 2) for v in values)
+    return f"{fmt(combined, 2)} (Fisher, n={len(values)}; per seed {seeds})"
 
 
 def versions_text(versions: dict) -> str:
