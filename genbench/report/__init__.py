@@ -24,7 +24,7 @@ from genbench.errors import GenbenchError
 from genbench.harness.store import load_frame, unwritable_message, write_text_atomic
 from genbench.report import (anomaly, ar_samplers, artefacts, curves, distributions, likelihood, performance,
                              precision, provenance, rate_distortion, results, runs, samplers, stability)
-from genbench.report.base import Inputs, attach_settings
+from genbench.report.base import DIRTY, DIRTY_MARK, Inputs, attach_settings, short_commit
 from genbench.report.html import Images, checked_links, write_html_report
 
 REPORT_FILE = "report.md"
@@ -71,5 +71,20 @@ def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
         f"{runs} completed runs in {', '.join(str(d) for d in result_dirs)}. "
         "Each cell is mean ± std over seeds (n = number of seeds); a diverged run counts "
-        "as a failure and contributes no quality numbers."
+        "as a failure and contributes no quality numbers.\n\n" + code_line(frame)
     )
+
+
+def code_line(frame: pd.DataFrame) -> str:
+    """Which code made the runs: the commit(s), with run counts, and whether any run came from
+    a working tree with uncommitted changes (its code is not the commit's)."""
+    per_run = frame.drop_duplicates("run_id")["git_commit"].fillna("unknown")
+    counts = per_run.map(short_commit).value_counts().sort_index()
+    listed = ", ".join(f"`{commit}` ({n} run{'s' * (n != 1)})" for commit, n in counts.items())
+    text = (f"Code: {listed}." if len(counts) == 1 else
+            f"Code: these runs come from {len(counts)} commits: {listed}. The Runs table names each row's.")
+    dirty = int(per_run.str.endswith(DIRTY).sum())
+    if dirty:
+        text += (f" {dirty} of {len(per_run)} runs were made from a working tree with uncommitted changes "
+                 f"({DIRTY_MARK} in the Runs table): no commit holds the code that made them.")
+    return text

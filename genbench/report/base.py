@@ -67,6 +67,18 @@ def better_label(record: pd.Series) -> str:
     return {1: " (higher is better)", -1: " (lower is better)"}.get(sign, "")
 
 
+DIRTY = "-dirty"  # measure.git_commit's suffix for a checkout with uncommitted changes
+DIRTY_MARK = "✱ modified"
+
+
+def short_commit(commit: str) -> str:
+    """'1a4d6ecad82a...-dirty' -> '1a4d6ec ✱ modified'; 'unknown' as it is."""
+    if commit in (None, "unknown"):
+        return "unknown"
+    base = commit.removesuffix(DIRTY)[:7]
+    return f"{base} {DIRTY_MARK}" if commit.endswith(DIRTY) else base
+
+
 def save_figure(fig, path: Path) -> Path:
     """The figure as a 256-colour PNG: line plots need no more, and the file is about a third
     of full colour (committed reports keep their figures)."""

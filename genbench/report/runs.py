@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from genbench.harness.store import DIVERGED_METRIC
-from genbench.report.base import GROUP, Inputs
+from genbench.report.base import DIRTY_MARK, GROUP, Inputs, short_commit
 from genbench.report.tables import drop_uniform, markdown_table
 
 TITLE = "Runs"
@@ -16,6 +16,11 @@ def section(inputs: Inputs) -> str:
     rows = []
     for group, runs in inputs.final.groupby(GROUP, sort=True):
         diverged = runs[runs["metric"] == DIVERGED_METRIC]["value"]
+        commits = sorted({short_commit(c) for c in runs.drop_duplicates("run_id")["git_commit"].fillna("unknown")})
         rows.append({**dict(zip(GROUP[:5], group[:5])), "settings": group[-1], "runs": len(diverged),
-                     "diverged": f"{int(diverged.sum())}/{len(diverged)}"})
-    return markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]))
+                     "diverged": f"{int(diverged.sum())}/{len(diverged)}", "code": ", ".join(commits)})
+    # The header names the commit when there is one: the column shows only where rows differ,
+    # or where a row's runs came from a modified working tree.
+    frame = pd.DataFrame(rows)
+    keep = frame["code"].str.contains(DIRTY_MARK).any() if len(frame) else False
+    return markdown_table(drop_uniform(frame, ["settings"] + ([] if keep else ["code"])))
