@@ -23,13 +23,13 @@ import pandas as pd
 from genbench.errors import GenbenchError
 from genbench.harness.store import load_frame, unwritable_message, write_text_atomic
 from genbench.report import (anomaly, ar_samplers, artefacts, curves, distributions, likelihood, performance,
-                             precision, provenance, rate_distortion, results, runs, samplers, stability)
+                             precision, provenance, rate_distortion, references, results, runs, samplers, stability)
 from genbench.report.base import DIRTY, DIRTY_MARK, Inputs, attach_settings, short_commit
 from genbench.report.html import Images, checked_links, write_html_report
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
-SECTIONS = (runs, results, distributions, rate_distortion, samplers, likelihood, anomaly, ar_samplers, stability,
+SECTIONS = (runs, references, results, distributions, rate_distortion, samplers, likelihood, anomaly, ar_samplers, stability,
             performance, precision, curves, artefacts, provenance)
 
 
