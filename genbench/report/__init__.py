@@ -26,6 +26,7 @@ from genbench.report import (anomaly, ar_samplers, artefacts, curves, distributi
                              precision, provenance, rate_distortion, references, results, runs, samplers, stability)
 from genbench.report.base import DIRTY, DIRTY_MARK, Inputs, attach_settings, short_commit
 from genbench.report.html import Images, checked_links, write_html_report
+from genbench.report.summary import SUMMARY_FILE, summary_csv
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -34,7 +35,7 @@ SECTIONS = (runs, references, results, distributions, rate_distortion, samplers,
 
 
 def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
-    """Write report.md, report.html and figures for the completed runs under `result_dirs`.
+    """Write report.md, report.html, summary.csv and figures for the completed runs under `result_dirs`.
 
     Both files link or embed only images inside the results folders and the report's own
     figures (html.read_image); each is written whole or not at all. A folder that
@@ -50,6 +51,7 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         raise GenbenchError(unwritable_message(out_dir, exc, "No report was written.")) from None
     roots = (*sorted({Path(d) for d in frame["source_dir"]}), figures)  # what the report may show
     path = out_dir / REPORT_FILE
+    write_text_atomic(out_dir / SUMMARY_FILE, summary_csv(frame))  # one row per group, for scripts
     write_text_atomic(path, checked_links(text, Images(out_dir, roots)))
     write_html_report(path, frame, roots)  # report.html beside it: the same content, figures embedded
     return path
