@@ -18,26 +18,11 @@ from genbench.metrics.c2st import c2st
 from genbench.metrics.extractors import classifier_for
 from genbench.metrics.quality import images_to_features
 from genbench.metrics.samples import c2st_reference_split, two_sample_test
-from genbench.models.base import Capabilities
 from genbench.values import VALUES
+from tests.metrics.replay import Replay
 
 CPU = torch.device("cpu")
 N = 256
-
-
-class Replay:
-    """Samples the given images in order (a stand-in generator)."""
-
-    capabilities = Capabilities(samples=True)
-    sample_description = "replayed real images"
-
-    def __init__(self, images: torch.Tensor):
-        self.images, self.drawn = images, 0
-
-    def sample(self, n, generator, draw="mean"):
-        out = self.images[self.drawn:self.drawn + n]
-        self.drawn += n
-        return out
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,10 @@ from genbench.data import load_dataset
 from genbench.metrics.base import EvalContext
 from genbench.metrics.samples import diversity, memorised, sliced_wasserstein
 from genbench.metrics.swd import swd
-from genbench.models.base import Capabilities
+from tests.metrics.replay import Replay
 
 CPU = torch.device("cpu")
 N = 256
-
-
-class Replay:
-    """Samples the given images in order (a stand-in generator)."""
-
-    capabilities = Capabilities(samples=True)
-    sample_description = "replayed test images"
-
-    def __init__(self, images: torch.Tensor):
-        self.images, self.drawn = images, 0
-
-    def sample(self, n, generator, draw="mean"):
-        out = self.images[self.drawn:self.drawn + n]
-        self.drawn += n
-        return out
 
 
 def contexts():
