@@ -51,8 +51,8 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
         raise GenbenchError(unwritable_message(out_dir, exc, "No report was written.")) from None
     roots = (*sorted({Path(d) for d in frame["source_dir"]}), figures)  # what the report may show
     path = out_dir / REPORT_FILE
-    write_text_atomic(out_dir / SUMMARY_FILE, summary_csv(frame))  # one row per group, for scripts
     write_text_atomic(path, checked_links(text, Images(out_dir, roots)))
+    write_text_atomic(out_dir / SUMMARY_FILE, summary_csv(frame))  # one row per group, for scripts
     write_html_report(path, frame, roots)  # report.html beside it: the same content, figures embedded
     return path
 
