@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 from genbench.harness.settings import RESULT_SETTINGS, result_settings, settings_text  # noqa: E402
 from genbench.harness.store import COMPLETE_METRIC  # noqa: E402
 from genbench.report.producers import producer_of, sign_of  # noqa: E402
+from genbench.utils.measure import DIRTY_SUFFIX  # noqa: E402
 
 # A row is one model x objective x dataset, split further by precision, backend and device,
 # and by every other run setting that can change a number (settings.RESULT_SETTINGS: steps,
@@ -67,7 +68,7 @@ def better_label(record: pd.Series) -> str:
     return {1: " (higher is better)", -1: " (lower is better)"}.get(sign, "")
 
 
-DIRTY = "-dirty"  # measure.git_commit's suffix for a checkout with uncommitted changes
+DIRTY = DIRTY_SUFFIX  # measure.git_commit's suffix for a checkout with uncommitted changes
 DIRTY_MARK = "✱ modified"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from genbench.report.base import Inputs
+from genbench.report.producers import value_spec
 from genbench.report.tables import SETTING_SPLIT, drop_uniform, markdown_table, mean_std
 
 TITLE = "Likelihood across families"
@@ -41,13 +42,14 @@ FAMILIES = {
                    "discrete codes trained by backprop", "bound only, temperature to tune"),
 }
 
+KID_SCALE = value_spec("quality/kid", {"metric_fn": "quality"}).shown_scale  # as the metric declares it
 LIKELIHOOD_COLUMNS = {  # metric -> (column, scale)
     "test/nll_bpd": ("bits/dim", 1.0),
     "perf/train_throughput": ("train ex/s", 1.0),
     "perf/sample_throughput": ("samples/s", 1.0),
     "perf/peak_memory": ("peak mem MiB", 1 / 2**20),
     "quality/fid": ("FID", 1.0),
-    "quality/kid": ("KID ×1000", 1e3),  # as the quality table shows it (its declared shown_scale)
+    "quality/kid": (f"KID ×{KID_SCALE:g}", KID_SCALE),
 }
 SETTING = ["model", "objective", *SETTING_SPLIT]
 

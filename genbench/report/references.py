@@ -24,6 +24,8 @@ from genbench.report.likelihood import binarised
 from genbench.report.tables import fmt, markdown_table
 
 TITLE = "References"
+COVERAGE_HEADLINE = "coverage/high_quality_pct"  # 2-D mixtures
+BPD_HEADLINE = "test/nll_bpd"  # images with a likelihood (8-bit data only: see binarised)
 REFERENCE_SEEDS = 5
 TRIVIAL = ("fitted Gaussian", "uniform box")  # what a coverage run must beat; held-out data is the ceiling
 
@@ -36,12 +38,12 @@ def section(inputs: Inputs) -> str:
 
 def coverage_settings(final: pd.DataFrame) -> list[tuple[str, int]]:
     """(dataset, n_samples) of every coverage result."""
-    records = final[final["metric"] == "coverage/high_quality_pct"]
+    records = final[final["metric"] == COVERAGE_HEADLINE]
     return sorted({(d, int(p["n_samples"])) for d, p in zip(records["dataset"], records["provenance"])})
 
 
 def bits_per_dim_datasets(final: pd.DataFrame) -> list[str]:
-    records = final[(final["metric"] == "test/nll_bpd") & ~final["provenance"].map(binarised)]
+    records = final[(final["metric"] == BPD_HEADLINE) & ~final["provenance"].map(binarised)]
     return sorted(records["dataset"].unique())
 
 
@@ -94,14 +96,14 @@ def judged_runs(final: pd.DataFrame) -> dict[str, bool]:
     """run id -> True when its headline metric does not beat the best trivial model, for
     every run a reference applies to."""
     judged: dict[str, bool] = {}
-    coverage = final[final["metric"] == "coverage/high_quality_pct"]
+    coverage = final[final["metric"] == COVERAGE_HEADLINE]
     sizes = coverage["provenance"].map(lambda p: int(p["n_samples"]))
     for (dataset, n), records in coverage.groupby([coverage["dataset"], sizes]):
         results = coverage_reference(dataset, n)
         if results is not None:
             best = max(statistics.mean(r.high_quality_pct for r in results[name]) for name in TRIVIAL)
             judged.update(zip(records["run_id"], ~(records["value"] > best)))  # NaN: not learned
-    nll = final[(final["metric"] == "test/nll_bpd") & ~final["provenance"].map(binarised)]
+    nll = final[(final["metric"] == BPD_HEADLINE) & ~final["provenance"].map(binarised)]
     for dataset, records in nll.groupby("dataset"):
         fit = bits_per_dim_reference_of(dataset)
         if fit is not None:

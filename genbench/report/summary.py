@@ -24,17 +24,18 @@ from scipy import stats
 from genbench.harness.settings import RESULT_SETTINGS
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC
 from genbench.report.base import GROUP, IDENTITY, run_settings
-from genbench.report.references import judged_runs
+from genbench.report.references import BPD_HEADLINE, COVERAGE_HEADLINE, judged_runs
 
 SUMMARY_FILE = "summary.csv"
-HEADLINES = ("coverage/high_quality_pct", "test/nll_bpd", "quality/fid")  # first recorded wins
+HEADLINES = (COVERAGE_HEADLINE, BPD_HEADLINE, "quality/fid")  # first recorded wins
 BOOTSTRAP_SEED, RESAMPLES, CONFIDENCE = 0, 10_000, 0.95
 
 
 def summary_csv(frame: pd.DataFrame) -> str:
     """The CSV text for a report's records (attach_settings already applied)."""
     final = frame[frame["step"].isna()]
-    settings = {r: run_settings(p) for r, p in zip(*_complete(final))}
+    complete = final[final["metric"] == COMPLETE_METRIC]
+    settings = {r: run_settings(p) for r, p in zip(complete["run_id"], complete["provenance"])}
     judged = judged_runs(final)
     rows = [group_row(group, runs, settings, judged) for group, runs in final.groupby(GROUP, sort=True)]
     out = io.StringIO()
@@ -46,18 +47,13 @@ def summary_csv(frame: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def _complete(final: pd.DataFrame):
-    complete = final[final["metric"] == COMPLETE_METRIC]
-    return complete["run_id"], complete["provenance"]
-
-
 def group_row(group: tuple, runs: pd.DataFrame, settings: dict, judged: dict) -> dict:
     run_ids = sorted(runs["run_id"].unique())
     diverged = runs[(runs["metric"] == DIVERGED_METRIC) & (runs["value"] > 0)]["run_id"].nunique()
     shared = settings.get(run_ids[0], {})
+    verdicts = [judged[r] for r in run_ids if r in judged]  # none where no reference applies
     row = {**dict(zip(IDENTITY, group[:len(IDENTITY)])), **shared, "n": len(run_ids), "failed": diverged,
-           "failed_rules": "diverged" if diverged else "",
-           "not_learned": sum(judged[r] for r in run_ids if r in judged) if any(r in judged for r in run_ids) else ""}
+           "failed_rules": "diverged" if diverged else "", "not_learned": sum(verdicts) if verdicts else ""}
     return {**row, **headline(runs)}
 
 

@@ -142,9 +142,12 @@ def versions() -> dict[str, str | None]:
     }
 
 
+DIRTY_SUFFIX = "-dirty"  # git_commit's mark of a checkout with uncommitted changes
+
+
 @functools.cache
 def git_commit() -> str | None:
-    """Commit of the genbench checkout ("-dirty" if modified), None outside git."""
+    """Commit of the genbench checkout (DIRTY_SUFFIX appended if modified), None outside git."""
     root = Path(genbench.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -153,6 +156,6 @@ def git_commit() -> str | None:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10)
-        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        return commit.stdout.strip() + (DIRTY_SUFFIX if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
