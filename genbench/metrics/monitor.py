@@ -17,10 +17,12 @@ import torch
 from genbench.metrics.coverage import mode_coverage
 from genbench.metrics.extractors import classifier_for
 from genbench.metrics.quality import features_to_fid_kid, images_to_features, reference_features
+from genbench.train.stability import modes_countable
 from genbench.values import declare_values
 
-# probe(samples, step) -> (quality, higher is better; its name), or (None, None) without a signal
-QualityProbe = Callable[[torch.Tensor, int], tuple[float | None, str | None]]
+# probe(samples, step) -> (quality, higher is better; its name; whether it is evidence of a
+# collapse: train/stability.py), or (None, None, False) without a signal
+QualityProbe = Callable[[torch.Tensor, int], tuple[float | None, str | None, bool]]
 
 declare_values("quality-probe", {
     "stability/fid": ("lower", "fid (genbench extractor)", "FID of the generator's samples at a training interval"),
@@ -37,15 +39,15 @@ def quality_probe(data, device: torch.device, seed: int, emit) -> QualityProbe:
         return functools.partial(coverage_probe, info.extras, emit)
     if info.kind == "image":
         return FidProbe(data, device, seed, emit)
-    return lambda samples, step: (None, None)
+    return lambda samples, step: (None, None, False)
 
 
-def coverage_probe(extras: dict, emit, samples: torch.Tensor, step: int) -> tuple[float, str]:
+def coverage_probe(extras: dict, emit, samples: torch.Tensor, step: int) -> tuple[float, str, bool]:
     cov = mode_coverage(samples, torch.tensor(extras["modes"]), extras["mode_sigma"])
     n = int(samples.shape[0])
     emit("stability/modes_captured", cov.modes_captured, f"modes of {cov.n_modes}", step, n_samples=n)
     emit("stability/high_quality_pct", cov.high_quality_pct, "%", step, n_samples=n)
-    return float(cov.modes_captured), "modes_captured"
+    return float(cov.modes_captured), "modes_captured", modes_countable(cov.n_high_quality, cov.n_modes)
 
 
 class FidProbe:
@@ -59,7 +61,7 @@ class FidProbe:
         extractor = classifier_for(self.data)
         return extractor, reference_features(self.data, "train", None, extractor, self.device)[0]
 
-    def __call__(self, samples: torch.Tensor, step: int) -> tuple[float, str]:
+    def __call__(self, samples: torch.Tensor, step: int) -> tuple[float, str, bool]:
         extractor, reference = self.reference
         generated = images_to_features(samples, extractor, self.device)
         fid_kid = features_to_fid_kid(generated["features"], reference["features"], self.seed)
@@ -67,4 +69,4 @@ class FidProbe:
                 "extractor_weights_hash": extractor.weights_hash}
         self.emit("stability/fid", fid_kid["fid"], "fid (genbench extractor)", step, **prov)
         self.emit("stability/kid", fid_kid["kid"], "kid (genbench extractor)", step, **prov)
-        return -fid_kid["fid"], "fid"
+        return -fid_kid["fid"], "fid", True

@@ -34,9 +34,11 @@ class TrainContext:
     emit: Callable[..., None]  # any record: emit(metric, value, unit, step, **provenance)
     progress: bool = True
     run_dir: Any = None  # pathlib.Path of the run's folder, for artefacts written during training
-    # quality_probe(samples, step) -> (quality, higher is better; name) or (None, None): the
-    # quality signal trainers may watch (genbench/metrics/monitor.py; the harness builds it)
-    quality_probe: Callable[[torch.Tensor, int], tuple[float | None, str | None]] = lambda samples, step: (None, None)
+    # quality_probe(samples, step) -> (quality, higher is better; name; whether it is evidence
+    # of a collapse), or (None, None, False): the quality signal trainers may watch
+    # (genbench/metrics/monitor.py; the harness builds it)
+    quality_probe: Callable[[torch.Tensor, int], tuple[float | None, str | None, bool]] = (
+        lambda samples, step: (None, None, False))
 
 
 @dataclass(frozen=True)
