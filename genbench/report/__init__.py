@@ -22,16 +22,19 @@ import pandas as pd
 
 from genbench.errors import GenbenchError
 from genbench.harness.store import load_frame, unwritable_message, write_text_atomic
-from genbench.report import (anomaly, ar_samplers, artefacts, curves, distributions, likelihood, performance,
-                             precision, provenance, rate_distortion, references, results, runs, samplers, stability)
+from genbench.report import (anomaly, appendix, ar_samplers, artefacts, curves, distributions, headline, likelihood,
+                             performance, precision, provenance, rate_distortion, references, results, runs, samplers,
+                             stability)
 from genbench.report.base import DIRTY, DIRTY_MARK, Inputs, attach_settings, short_commit
 from genbench.report.html import Images, checked_links, write_html_report
 from genbench.report.summary import SUMMARY_FILE, summary_csv
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
-SECTIONS = (runs, references, results, distributions, rate_distortion, samplers, likelihood, anomaly, ar_samplers, stability,
-            performance, precision, curves, artefacts, provenance)
+# The answer first (headline, then the distributions behind it), then the detail tables, then
+# the appendix: settings and compute, curves, every sample grid, provenance.
+SECTIONS = (headline, distributions, runs, references, results, rate_distortion, samplers, likelihood, anomaly,
+            ar_samplers, stability, performance, precision, appendix, curves, artefacts, provenance)
 
 
 def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
@@ -44,25 +47,25 @@ def render_report(result_dirs: list[Path], out_dir: Path | None = None) -> Path:
     frame = load_frame(result_dirs)
     out_dir = Path(out_dir or result_dirs[0])
     figures = out_dir / FIGURES_DIR
+    attach_settings(frame)  # "settings" and "group": runs of different settings are never pooled
+    inputs = Inputs(frame, tuple(result_dirs), figures, out_dir)
     try:
         figures.mkdir(parents=True, exist_ok=True)
-        text = report_markdown(frame, result_dirs, figures, out_dir)
+        text = report_markdown(inputs)
     except OSError as exc:  # a figure could not be saved: read-only folder, a file in the way, full disk
         raise GenbenchError(unwritable_message(out_dir, exc, "No report was written.")) from None
     roots = (*sorted({Path(d) for d in frame["source_dir"]}), figures)  # what the report may show
     path = out_dir / REPORT_FILE
     write_text_atomic(path, checked_links(text, Images(out_dir, roots)))
-    write_text_atomic(out_dir / SUMMARY_FILE, summary_csv(frame))  # one row per group, for scripts
+    write_text_atomic(out_dir / SUMMARY_FILE, summary_csv(inputs))  # one row per group, for scripts
     write_html_report(path, frame, roots)  # report.html beside it: the same content, figures embedded
     return path
 
 
-def report_markdown(frame: pd.DataFrame, result_dirs: list[Path], figures: Path, out_dir: Path) -> str:
-    """The report's text; its figures are saved under `figures`, linked relative to `out_dir`."""
-    attach_settings(frame)  # "settings" and "group": runs of different settings are never pooled
-    inputs = Inputs(frame, tuple(result_dirs), figures, out_dir)
+def report_markdown(inputs: Inputs) -> str:
+    """The report's text; its figures are saved under inputs.figures, linked relative to inputs.out_dir."""
     sections = [f"## {module.TITLE}\n\n" + module.section(inputs) for module in SECTIONS]
-    return "\n\n".join([header(frame, result_dirs), *sections]) + "\n"
+    return "\n\n".join([header(inputs.frame, list(inputs.result_dirs)), *sections]) + "\n"
 
 
 def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:
@@ -72,8 +75,10 @@ def header(frame: pd.DataFrame, result_dirs: list[Path]) -> str:
         f"# genbench report: {', '.join(suites)}\n\n"
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
         f"{runs} completed runs in {', '.join(str(d) for d in result_dirs)}. "
-        "Each cell is mean ± std over seeds (n = number of seeds); a diverged run counts "
-        "as a failure and contributes no quality numbers.\n\n" + code_line(frame)
+        "The Headline section ranks each suite's configurations by the median of the headline metric over "
+        "seeds; the tables after it give each cell as mean ± std over seeds (n = number of seeds). A failed "
+        "run counts in every failure column (the rule that fired is named) and is not dropped.\n\n"
+        + code_line(frame)
     )
 
 

@@ -33,6 +33,7 @@ from genbench.utils.measure import DIRTY_SUFFIX  # noqa: E402
 IDENTITY = ["model", "objective", "dataset", "precision", "backend", "device"]  # record fields
 GROUP = [*IDENTITY, "settings"]
 SETTING = ["model", "dataset", "precision", "backend", "device", "settings"]  # GROUP without the objective
+CONFIGURATION = ["model", "objective", "settings", "precision", "backend", "device"]  # a row within one dataset
 DIFFER_WITHIN = ["model", "objective", "dataset"]  # where attach_settings looks for differing settings
 
 
@@ -50,6 +51,13 @@ class Inputs:
         """The end-of-run records (step None)."""
         return self.frame[self.frame["step"].isna()]
 
+    @cached_property
+    def verdicts(self) -> dict:
+        """run id -> its Verdict (report/verdicts.py: failure rules, "not learned"), judged once
+        per report for every section."""
+        from genbench.report.verdicts import run_verdicts  # it builds on this module: imported when first used
+        return run_verdicts(self.frame)
+
 
 def short(metric: str) -> str:
     """'quality/fid' -> 'fid'."""
@@ -59,6 +67,12 @@ def short(metric: str) -> str:
 def by_metric_fn(final: pd.DataFrame, name: str) -> pd.DataFrame:
     """The records of the registered metric `name`."""
     return final[final["provenance"].map(lambda p: p.get("metric_fn") == name)]
+
+
+def binarised(provenance: dict) -> bool:
+    """Scored on binarised data (Bernoulli decoders): bits/dim of a different problem than
+    the 8-bit levels, never ranked beside them."""
+    return "binaris" in str(provenance.get("convention", ""))
 
 
 def better_label(record: pd.Series) -> str:
@@ -78,6 +92,34 @@ def short_commit(commit: str) -> str:
         return "unknown"
     base = commit.removesuffix(DIRTY)[:7]
     return f"{base} {DIRTY_MARK}" if commit.endswith(DIRTY) else base
+
+
+def configuration_label(key: tuple, final: pd.DataFrame) -> str:
+    """A CONFIGURATION key as a short label: the model and objective names, with only those of their
+    options (and the settings, precision, backend, device) that differ between the rows of
+    its table -- "wgan (n_critic=5)" rather than "wgan{eval_every=50,eval_samples=500,n_critic=5}"."""
+    parts = []
+    for column, value in zip(CONFIGURATION, key):
+        values = final[column].dropna().unique()
+        if column in ("model", "objective"):
+            name, options = split_label(str(value))
+            shared = set.intersection(*(set(split_label(str(v))[1]) for v in values))
+            own = [o for o in options if o not in shared]
+            names_differ = len({split_label(str(v))[0] for v in values}) > 1
+            if names_differ or own or column == "objective":
+                parts.append(name + (f" ({', '.join(own)})" if own else ""))
+        elif value and len(values) > 1:
+            parts.append(str(value))
+    return " · ".join(parts) or str(key[0])
+
+
+def split_label(text: str) -> tuple[str, list[str]]:
+    """'wgan{eval_every=50,n_critic=5}' -> ('wgan', ['eval_every=50', 'n_critic=5']); '[...]' alike."""
+    for open_, close in ("{}", "[]"):
+        if open_ in text and text.endswith(close):
+            name, inner = text[:-1].split(open_, 1)
+            return name, [o for o in inner.split(",") if o]
+    return text, []
 
 
 def save_figure(fig, path: Path) -> Path:

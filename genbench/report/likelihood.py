@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genbench.report.base import Inputs
+from genbench.report.base import Inputs, binarised
 from genbench.report.producers import value_spec
 from genbench.report.tables import SETTING_SPLIT, drop_uniform, markdown_table, mean_std
+from genbench.report.verdicts import verdict_cell
 
 TITLE = "Likelihood across families"
 
@@ -59,12 +60,6 @@ def base_model(label: str) -> str:
     return label.split("[", 1)[0]
 
 
-def binarised(provenance: dict) -> bool:
-    """Scored on binarised data (Bernoulli decoders): bits/dim of a different problem than
-    the 8-bit levels, never ranked beside them."""
-    return "binaris" in str(provenance.get("convention", ""))
-
-
 def section(inputs: Inputs) -> str:
     """Per dataset, every model with a held-out NLL, best bits/dim first, beside its
     throughputs, memory and sample quality; then the families' trade-offs. Models scored on
@@ -80,19 +75,21 @@ def section(inputs: Inputs) -> str:
         for title, subset, data in ((dataset, records[~on_binarised], "8-bit data"),
                                     (f"{dataset}, binarised", records[on_binarised], "binarised data")):
             if not subset.empty:
-                parts.append(f"### {title}\n\n" + likelihood_table(subset, scopes, data))
+                parts.append(f"### {title}\n\n" + likelihood_table(subset, scopes, data, inputs.verdicts))
     return "\n\n".join(parts) + "\n\n" + families_table(final)
 
 
-def likelihood_table(records: pd.DataFrame, scopes: dict, data: str) -> str:
+def likelihood_table(records: pd.DataFrame, scopes: dict, data: str, verdicts: dict) -> str:
     """One row per setting of `records` (test/nll_bpd), best bits/dim first; `scopes` holds
-    every record of each setting, for the columns beside the NLL."""
+    every record of each setting, for the columns beside the NLL; "verdict" names failed and
+    not-learned runs (report/verdicts.py: below the per-pixel histogram's bits/dim)."""
     rows = []
     for setting, runs in records.groupby(SETTING, sort=True):
         scope = scopes[setting]
         row = dict(zip(SETTING, setting))
         row.update({"family": FAMILIES.get(base_model(setting[0]), ("",))[0],
-                    "estimator": runs["provenance"].iloc[0].get("estimator", ""), "_order": runs["value"].mean()})
+                    "estimator": runs["provenance"].iloc[0].get("estimator", ""), "_order": runs["value"].median(),
+                    "verdict": verdict_cell(runs["run_id"], verdicts)})
         for metric, (column, scale) in LIKELIHOOD_COLUMNS.items():
             row[column] = mean_std(scope[scope["metric"] == metric]["value"] * scale)
         rows.append(row)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from genbench.report.base import GROUP, Inputs
-from genbench.report.tables import drop_uniform, markdown_table, mean_std
+from genbench.report.tables import drop_blank, drop_uniform, markdown_table, mean_std
+from genbench.report.verdicts import verdict_cell
 
 TITLE = "Performance"
 # Metrics shown in the performance table, with how to display them.
@@ -19,18 +20,19 @@ PERF_COLUMNS = {
 
 
 def section(inputs: Inputs) -> str:
-    return perf_table(inputs.final) + "\n\n" + perf_note(inputs.final)
+    return perf_table(inputs.final, inputs.verdicts) + "\n\n" + perf_note(inputs.final)
 
 
-def perf_table(final: pd.DataFrame) -> str:
+def perf_table(final: pd.DataFrame, verdicts: dict) -> str:
     rows = []
     for group, runs in final.groupby(GROUP, sort=True):
         row = dict(zip(["model", "objective", "dataset", "precision", "backend"], group[:5]))
         row["settings"] = group[-1]
+        row["verdict"] = verdict_cell(runs["run_id"], verdicts)
         for metric, (title, scale) in PERF_COLUMNS.items():
             row[title] = mean_std(runs[runs["metric"] == metric]["value"] * scale)
         rows.append(row)
-    return markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""))
+    return markdown_table(drop_blank(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""), "verdict"))
 
 
 def perf_note(final: pd.DataFrame) -> str:

@@ -11,7 +11,8 @@ import pandas as pd
 
 from genbench.report.base import GROUP, Inputs, short
 from genbench.report.producers import producer_of, value_spec
-from genbench.report.tables import drop_uniform, markdown_table, pooled_cell
+from genbench.report.tables import drop_blank, drop_uniform, markdown_table, pooled_cell
+from genbench.report.verdicts import verdict_cell
 
 TITLE = "Results"
 
@@ -24,7 +25,8 @@ def section(inputs: Inputs) -> str:
     for name in sorted(family.unique()):
         records = evaluated[family == name]
         own = own_section(records)
-        parts.append(f"### {name}\n\nIn its own section below: {own}." if own else metric_table(name, records))
+        parts.append(f"### {name}\n\nIn its own section below: {own}." if own
+                     else metric_table(name, records, inputs.verdicts))
     return "\n\n".join(parts) or "(no evaluation metrics: every run diverged)"
 
 
@@ -35,12 +37,14 @@ def own_section(records: pd.DataFrame) -> str | None:
     return producer.section if producer else None
 
 
-def metric_table(name: str, records: pd.DataFrame) -> str:
-    """One row per group, one column per value (mean ± std over seeds), then the provenance."""
+def metric_table(name: str, records: pd.DataFrame, verdicts: dict) -> str:
+    """One row per group, one column per value (mean ± std over seeds), then the provenance;
+    the "verdict" column names the row's failed and not-learned runs (report/verdicts.py)."""
     rows = []
     for group, runs in records.groupby(GROUP, sort=True):
         row = dict(zip(GROUP[:3], group[:3]))
         row["precision"], row["backend"], row["settings"] = group[3], group[4], group[-1]
+        row["verdict"] = verdict_cell(runs["run_id"], verdicts)
         for metric, values in runs.groupby("metric", sort=False):
             spec = value_spec(metric, values["provenance"].iloc[0])
             column = short(metric)  # the full name where the short one is a row key (quality/precision)
@@ -49,7 +53,7 @@ def metric_table(name: str, records: pd.DataFrame) -> str:
                 column = f"{column} ×{spec.shown_scale:g}"
             row[column] = pooled_cell(values["value"], *((spec.pooling, spec.shown_scale) if spec else ()))
         rows.append(row)
-    table = markdown_table(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""))
+    table = markdown_table(drop_blank(drop_uniform(pd.DataFrame(rows), ["settings"]).fillna(""), "verdict"))
     return f"### {name}\n\n{table}\n\n{provenance_note(records)}"
 
 

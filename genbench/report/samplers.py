@@ -14,17 +14,20 @@ import pandas as pd
 from matplotlib import ticker
 
 from genbench.report.base import SETTING, Inputs, better_label, by_metric_fn, rel, save_figure, short
-from genbench.report.producers import VALUES
-from genbench.report.tables import markdown_table, mean_std
+from genbench.report.producers import VALUES, value_spec
+from genbench.report.tables import drop_blank, markdown_table, mean_std
+from genbench.report.verdicts import verdict_cell
 from genbench.utils.hashing import json_hash
 
 SWEEP_FN = "sampler_sweep"
 TITLE = VALUES.get(SWEEP_FN).section  # as the metric declares it
 
 # Sweep quantities (the <quantity> of sampler/<quantity>@<point>) with their column titles.
-SWEEP_QUANTITIES = {"fid": "FID", "kid": "KID", "modes_captured": "modes captured",
+KID_SCALE = value_spec("quality/kid", {"metric_fn": "quality"}).shown_scale  # as the metric declares it
+SWEEP_QUANTITIES = {"fid": "FID", "kid": f"KID ×{KID_SCALE:g}", "modes_captured": "modes captured",
                     "high_quality_pct": "% high quality", "reverse_kl": "reverse KL (nats)",
                     "samples_per_s": "samples/s"}
+SWEEP_SCALE = {"kid": KID_SCALE}  # quantities shown scaled, as their metric declares
 SWEEP_FIGURE_QUALITY = ("fid", "high_quality_pct")  # drawn against steps: the first one recorded
 SWEEP_POINT = ["sampler", "variance", "eta", "steps"]  # provenance fields that name a sweep point
 SWEEP_NOTE_KEYS = ("n_samples", "sample_seed", "timesteps", "weights", "extractor", "extractor_weights_hash",
@@ -32,7 +35,7 @@ SWEEP_NOTE_KEYS = ("n_samples", "sample_seed", "timesteps", "weights", "extracto
                    "n_modes", "mode_sigma", "n_sigmas", "batch", "timing", "device")
 # The likelihood-bound view: one row per objective, these metrics side by side when recorded.
 BOUND_COLUMNS = {"test/nll_bpd": "NLL bound (bits/dim)", "test/nll": "NLL bound (nats/example)",
-                 "quality/fid": "FID", "quality/kid": "KID", "coverage/modes_captured": "modes captured",
+                 "quality/fid": "FID", "quality/kid": f"KID ×{KID_SCALE:g}", "coverage/modes_captured": "modes captured",
                  "coverage/high_quality_pct": "% high quality",
                  "perf/train_throughput": "train ex/s",
                  "perf/sample_throughput": "samples/s (default sampler)"}
@@ -91,7 +94,7 @@ def sweep_table(rows: pd.DataFrame) -> str:
         for steps in sorted(by_label["steps"].unique()):
             cells = by_label[by_label["steps"] == steps]
             table.append({"sampler": label, "steps": int(steps),
-                          **{SWEEP_QUANTITIES[q]: mean_std(cells[cells["quantity"] == q]["value"])
+                          **{SWEEP_QUANTITIES[q]: mean_std(cells[cells["quantity"] == q]["value"] * SWEEP_SCALE.get(q, 1))
                              for q in quantities}})
     return markdown_table(pd.DataFrame(table).fillna(""))
 
@@ -161,9 +164,10 @@ def bound_view(inputs: Inputs, setting: tuple) -> str:
     columns = [m for m in BOUND_COLUMNS if m in set(runs["metric"])]
     rows = []
     for objective, by_objective in runs.groupby("objective", sort=True):
-        rows.append({"objective": objective, **{BOUND_COLUMNS[m]: mean_std(
-            by_objective[by_objective["metric"] == m]["value"]) for m in columns}})
-    table = markdown_table(pd.DataFrame(rows).fillna(""))
+        rows.append({"objective": objective, "verdict": verdict_cell(by_objective["run_id"], inputs.verdicts),
+                     **{BOUND_COLUMNS[m]: mean_std(by_objective[by_objective["metric"] == m]["value"]
+                                                   * (KID_SCALE if m == "quality/kid" else 1)) for m in columns}})
+    table = markdown_table(drop_blank(pd.DataFrame(rows).fillna(""), "verdict"))
     figure = bound_figure(runs, setting, inputs)
     return (f"Likelihood bound by objective\n\n{table}\n\n" + "\n".join(bound_sources(runs))
             + (f"\n\n{figure}" if figure else ""))

@@ -1,5 +1,11 @@
-"""Stability: adversarial runs' failure rate, collapses, time to collapse, final and best
-quality (the `stability/*` records of genbench/train/stability.py)."""
+"""Stability: adversarial runs' failures by rule, and the quality the monitor recorded over
+training (final and best; the `stability/*` records of genbench/train/stability.py).
+
+Failures are the report's verdicts (report/verdicts.py), which re-judge collapse from the
+per-interval records with the noise-aware rule; the monitor's own `stability/failed` and
+`stability/collapse_step` records, written with the rule of the code that made the run,
+stay in the records and are not shown here.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,10 @@ import pandas as pd
 
 from genbench.report.base import GROUP, Inputs, short
 from genbench.report.tables import drop_uniform, markdown_table, mean_std
+from genbench.report.verdicts import FAILURE_NOTE, group_failures
 
 TITLE = "Stability"
-FAILED, COLLAPSE_STEP = "stability/failed", "stability/collapse_step"
-NOTE = ("failed = diverged, or collapsed at the final evaluation; collapse rule and interval "
-        "quality per step are in the records (`stability/*`).")
+SUPERSEDED = ("stability/failed", "stability/collapse_step", "stability/collapsed")
 
 
 def section(inputs: Inputs) -> str:
@@ -19,17 +24,13 @@ def section(inputs: Inputs) -> str:
     stab = final[final["metric"].str.startswith("stability/")]
     if stab.empty:
         return "(no stability records: only adversarial training records them)"
-    rows = [group_row(group, runs) for group, runs in stab.groupby(GROUP, sort=True)]
-    return markdown_table(drop_uniform(pd.DataFrame(rows)).fillna("")) + "\n\n" + NOTE
+    failures = group_failures(stab, inputs.verdicts, GROUP)
+    rows = [group_row(group, runs, failures[group]) for group, runs in stab.groupby(GROUP, sort=True)]
+    return markdown_table(drop_uniform(pd.DataFrame(rows)).fillna("")) + "\n\n" + FAILURE_NOTE
 
 
-def group_row(group: tuple, runs: pd.DataFrame) -> dict:
-    row = dict(zip(GROUP, group))
-    failed = runs[runs["metric"] == FAILED]["value"]
-    row["failed"] = f"{int(failed.sum())}/{len(failed)}"
-    collapse = runs[runs["metric"] == COLLAPSE_STEP]["value"]
-    row["collapsed"] = f"{int(collapse.notna().sum())}/{len(collapse)}"
-    row["collapse step"] = mean_std(collapse)
-    for metric in sorted(set(runs["metric"]) - {FAILED, COLLAPSE_STEP}):
+def group_row(group: tuple, runs: pd.DataFrame, failures: dict) -> dict:
+    row = {**dict(zip(GROUP, group)), "failed": failures["failed"], "rules": failures["rules"]}
+    for metric in sorted(set(runs["metric"]) - set(SUPERSEDED)):
         row[short(metric)] = mean_std(runs[runs["metric"] == metric]["value"])
     return row

@@ -2,14 +2,16 @@
 
 Columns: the group (model, objective, dataset, precision, backend, device), its full run
 settings (every result-changing setting, with the values its runs share; a setting on which
-they disagree cannot occur within a group), n runs, failed (with the rule that fired:
-"diverged" for now), not_learned (runs that did not beat the best trivial model, where a
-reference applies), and the headline metric: its name, median over the seeds and a 95%
-percentile bootstrap interval of the median (scipy.stats.bootstrap, fixed seed; equal to
-the single value with one seed).
+they disagree cannot occur within a group), n runs, failed (runs for which a failure rule
+of report/verdicts.py fired) and failed_rules (each rule that fired, with its count),
+not_learned (runs that did not beat the best trivial model, where a reference applies), and
+the headline metric: its name, median over the seeds and a 95% percentile bootstrap
+interval of the median (scipy.stats.bootstrap, fixed seed; equal to the single value with
+one seed).
 
-Headline per group: % high-quality samples on 2-D mixtures, held-out bits/dim on images
-with a likelihood, else FID where sample quality was scored, else none.
+Headline per group: references.HEADLINES -- % high-quality samples on 2-D mixtures,
+held-out bits/dim on images with a likelihood, else FID where sample quality was scored,
+else none.
 """
 
 from __future__ import annotations
@@ -22,22 +24,22 @@ import pandas as pd
 from scipy import stats
 
 from genbench.harness.settings import RESULT_SETTINGS
-from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC
-from genbench.report.base import GROUP, IDENTITY, run_settings
-from genbench.report.references import BPD_HEADLINE, COVERAGE_HEADLINE, judged_runs
+from genbench.harness.store import COMPLETE_METRIC
+from genbench.report.base import GROUP, IDENTITY, Inputs, run_settings
+from genbench.report.references import HEADLINES
+from genbench.report.verdicts import group_failures
 
 SUMMARY_FILE = "summary.csv"
-HEADLINES = (COVERAGE_HEADLINE, BPD_HEADLINE, "quality/fid")  # first recorded wins
 BOOTSTRAP_SEED, RESAMPLES, CONFIDENCE = 0, 10_000, 0.95
 
 
-def summary_csv(frame: pd.DataFrame) -> str:
+def summary_csv(inputs: Inputs) -> str:
     """The CSV text for a report's records (attach_settings already applied)."""
-    final = frame[frame["step"].isna()]
+    final = inputs.final
     complete = final[final["metric"] == COMPLETE_METRIC]
     settings = {r: run_settings(p) for r, p in zip(complete["run_id"], complete["provenance"])}
-    judged = judged_runs(final)
-    rows = [group_row(group, runs, settings, judged) for group, runs in final.groupby(GROUP, sort=True)]
+    failures = group_failures(final, inputs.verdicts, GROUP)
+    rows = [group_row(group, runs, settings, failures[group]) for group, runs in final.groupby(GROUP, sort=True)]
     out = io.StringIO()
     columns = [*IDENTITY, *RESULT_SETTINGS, "n", "failed", "failed_rules", "not_learned", "headline", "median",
                "ci95_low", "ci95_high"]
@@ -47,13 +49,13 @@ def summary_csv(frame: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def group_row(group: tuple, runs: pd.DataFrame, settings: dict, judged: dict) -> dict:
+def group_row(group: tuple, runs: pd.DataFrame, settings: dict, failures: dict) -> dict:
     run_ids = sorted(runs["run_id"].unique())
-    diverged = runs[(runs["metric"] == DIVERGED_METRIC) & (runs["value"] > 0)]["run_id"].nunique()
     shared = settings.get(run_ids[0], {})
-    verdicts = [judged[r] for r in run_ids if r in judged]  # none where no reference applies
-    row = {**dict(zip(IDENTITY, group[:len(IDENTITY)])), **shared, "n": len(run_ids), "failed": diverged,
-           "failed_rules": "diverged" if diverged else "", "not_learned": sum(verdicts) if verdicts else ""}
+    not_learned = failures["not learned"].split("/")[0]  # "" where no reference applies
+    row = {**dict(zip(IDENTITY, group[:len(IDENTITY)])), **shared, "n": len(run_ids),
+           "failed": int(failures["failed"].split("/")[0]), "failed_rules": failures["rules"],
+           "not_learned": not_learned}
     return {**row, **headline(runs)}
 
 

@@ -53,6 +53,23 @@ def drop_uniform(frame: pd.DataFrame, columns: list[str] = SETTING_SPLIT) -> pd.
     return frame.drop(columns=[c for c in columns if c in frame and frame[c].nunique(dropna=False) <= 1])
 
 
+def drop_blank(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """`frame` without `column` when every cell of it is empty (e.g. a verdict column where
+    every run passed)."""
+    return frame.drop(columns=column) if column in frame and not frame[column].astype(bool).any() else frame
+
+
+def median_range(values: pd.Series) -> str:
+    """median (min-max, n) of the seeds: for values that span decades, where one seed's
+    1e9 would swamp a mean."""
+    values = values.dropna()
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{fmt(values.iloc[0])} (n=1)"
+    return f"{fmt(values.median())} ({fmt(values.min())}–{fmt(values.max())}, n={len(values)})"
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub pipe table of `frame`, cells as given (no number parsing beyond tabulate's);
     a `|` inside a cell is escaped, so that record text cannot split a cell in two."""

@@ -27,7 +27,8 @@ def rows(metric: str, unit: str, values: list[float]) -> pd.DataFrame:
     common = {"model": "vae", "objective": "elbo", "dataset": "digits", "precision": "fp32", "backend": "torch",
               "device": "cpu", "settings": "", "unit": unit}
     metric_fn = metric.split("/")[0]
-    return pd.DataFrame([{**common, "metric": metric, "value": v, "seed": i, "provenance": {"metric_fn": metric_fn}}
+    return pd.DataFrame([{**common, "run_id": f"r{i}", "metric": metric, "value": v, "seed": i,
+                          "provenance": {"metric_fn": metric_fn}}
                          for i, v in enumerate(values)])
 
 
@@ -37,6 +38,6 @@ def rows(metric: str, unit: str, values: list[float]) -> pd.DataFrame:
 ])
 def test_the_results_table_follows_the_declaration(metric, unit, values, column, cell):
     family = "quality" if metric.startswith("quality") else "c2st"
-    table = metric_table(family, rows(metric, unit, values))
+    table = metric_table(family, rows(metric, unit, values), {})
     header, _, row = table.splitlines()[2:5]
     assert column in header and cell in row, table

@@ -182,7 +182,7 @@ def test_render_report_writes_self_contained_html(rendered):
         assert fact in header
     assert '<a href="#provenance">Provenance</a>' in text
     assert "p(x_i | x_&lt;i) &amp; co" in text  # record strings are text, not markup
-    runs = next(t for t in parsed.tables if t[0][:2] == ["model", "objective"] and "diverged" in t[0])
+    runs = next(t for t in parsed.tables if t[0][:2] == ["model", "objective"] and "failed" in t[0])
     assert sorted(row[1] for row in runs[1:]) == sorted(FID)
 
 

@@ -67,11 +67,12 @@ def test_sampler_section_tables_figures_and_bound_view(tmp_path):
     for objective in OBJECTIVES:
         assert f"*{objective}* (fp32, backend torch" in section
     header = next(line for line in section.splitlines() if line.startswith("| sampler"))
-    assert [c.strip() for c in header.strip("|").split("|")] == ["sampler", "steps", "FID", "KID", "samples/s"]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["sampler", "steps", "FID", "KID ×1000", "samples/s"]
     rows = [line for line in section.splitlines() if re.match(r"\| (DDPM|DDIM)", line)]
     assert len(rows) == 2 * 9  # 2 objectives x (3 samplers x steps {10, 20, 50})
     simple_10 = next(r for r in rows if r.startswith("| DDPM fixed-small ") and "|      10 |" in r)
     assert "10.5 ± 0.71 (n=2)" in simple_10  # FID 100/10 + seed over seeds 0, 1
+    assert simple_10.count("10.5 ± 0.71 (n=2)") == 2  # and KID = FID / 1000, shown x1000
     assert "500 ± 0 (n=2)" in simple_10  # samples/s
     assert any(r.startswith("| DDPM fixed-large ") for r in rows) and any(r.startswith("| DDIM eta=0 ") for r in rows)
 

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from genbench.harness.store import COMPLETE_METRIC, DIVERGED_METRIC
-from genbench.report.base import attach_settings
+from pathlib import Path
+
+from genbench.report.base import Inputs, attach_settings
 from genbench.report.summary import summary_csv
 
 
@@ -26,14 +28,15 @@ def run(run_id: str, fid: float | None, diverged: float = 0.0, lr: float = 1e-3)
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(summary_csv(attach_settings(pd.DataFrame(rows)))))
+    inputs = Inputs(attach_settings(pd.DataFrame(rows)), (Path("."),), Path("figures"), Path("."))
+    return pd.read_csv(io.StringIO(summary_csv(inputs)))
 
 
 def test_one_row_per_group_with_settings_failures_and_the_headline_interval():
     fids = [30.0, 50.0, 40.0, 45.0]
     table = summary([r for i, f in enumerate(fids) for r in run(f"r{i}", f)] + run("r9", None, diverged=1.0))
     (row,) = table.to_dict("records")
-    assert (row["n"], row["failed"], row["failed_rules"]) == (5, 1, "diverged")
+    assert (row["n"], row["failed"], row["failed_rules"]) == (5, 1, "diverged 1")
     assert (row["steps"], row["lr"], row["eval_samples"]) == (200, 1e-3, 1000)
     assert row["headline"] == "quality/fid" and row["median"] == pytest.approx(42.5)  # numpy's median of the four
     assert min(fids) <= row["ci95_low"] <= row["median"] <= row["ci95_high"] <= max(fids)
