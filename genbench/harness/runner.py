@@ -64,7 +64,7 @@ declare_values("runner", {
     "train/grad_norm*": ("neither", "norm", "gradient norm at a step, before clipping (a training curve)"),
     "train/*": ("neither", "*", "a scalar the trainer logs at a step: loss terms, schedules (a training curve)"),
 }, conditions=("method", "measured", "scope", "batch", "batch_size", "warmup_steps", "distributed"),
-   outcomes=("step_seconds", "batch_seconds", "at_step", "reason", "artefacts", "config", "kernel_backends",
+   outcomes=("step_seconds", "batch_seconds", "at_step", "reason", "artefacts", "config", "kernel_backends", "parameters",
              "dataset", "process_peak_bytes", "baseline_bytes"))
 
 
@@ -174,9 +174,17 @@ def execute_run(run: Run, out_dir: Path, datasets: DatasetCache, progress: bool 
                   at_step=outcome.diverged_step, reason=outcome.diverged_reason)
     recorder.emit(COMPLETE_METRIC, 1.0, "bool", None, artefacts=artefact_paths,
                   kernel_backends=backends, dataset=data.provenance(), config=run_snapshot(run),
-                  distributed=distributed.describe())
+                  distributed=distributed.describe(), parameters=parameter_counts(model))
     recorder.flush()
     return f"diverged at step {outcome.diverged_step}: {outcome.diverged_reason}" if outcome.diverged else "done"
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Trainable parameters: in all, and per top-level submodule (generator, discriminator, ...)."""
+    counts = {name: sum(p.numel() for p in child.parameters() if p.requires_grad)
+              for name, child in model.named_children()}
+    return {"total": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            **{name: n for name, n in counts.items() if n}}
 
 
 def train_context(run: Run, model, data: Dataset, log, emit, progress: bool, run_dir) -> TrainContext:

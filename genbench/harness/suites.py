@@ -3,6 +3,9 @@
 A suite file has four top-level keys, all optional but one of `runs`/`grid`:
 
     description = "what the suite is for"   # shown by `genbench list suites`
+    reference = { objective = "non-saturating" }  # optional: the configuration the report's
+                          # headline tests every other one against (keys: model, objective,
+                          # dataset; values: the registered name, options left out)
 
     [defaults]            # applied to every entry below; an entry's own value wins
     dataset = "digits"
@@ -78,7 +81,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TOP_KEYS = ("description", "defaults", "runs", "grid")
+TOP_KEYS = ("description", "reference", "defaults", "runs", "grid")
+REFERENCE_KEYS = ("model", "objective", "dataset")
 RUN_KEYS = tuple(SETTINGS) + ("seeds",)  # the run settings, and seeds: one run per seed
 GRID_AXES = ("dataset", "model", "objective", "steps", "precision")  # crossed in this order, then seeds
 PER_KEYS = ("per_model", "per_objective")  # grid only: option tables for one model / objective
@@ -97,6 +101,7 @@ class Suite:
     description: str
     runs: list[RunConfig]
     origins: list[str]  # per run: "[[grid]] entry 2" (for messages)
+    reference: dict[str, str] = dataclasses.field(default_factory=dict)  # the headline's reference configuration
     resolved: list[Run] | None = None  # the runs resolved against the registries (parse_suite); None before
 
 
@@ -153,7 +158,10 @@ def read_suite(name: str, path: Path, overrides: dict[str, Any] | None = None) -
     if not runs:
         raise ConfigError(f"Suite file {path} has no [[runs]] or [[grid]] entries; add at least one "
                           "(see `genbench/harness/suites.py` for the format).")
-    return Suite(name=name, description=str(data.get("description", "")), runs=runs, origins=origins)
+    reference = _table(data.get("reference", {}), f"Suite file {path}, reference")
+    check_keys(reference, REFERENCE_KEYS, f"Suite file {path}, reference")
+    return Suite(name=name, description=str(data.get("description", "")), runs=runs, origins=origins,
+                 reference={k: str(v) for k, v in reference.items()})
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
