@@ -14,7 +14,7 @@ from genbench.report.verdicts import verdict_cell
 METRIC_FN = "anomaly"
 TITLE = VALUES.get(METRIC_FN).section  # as the metric declares it
 SCORE_NOTE = ("Score: NLL in bits/dim (higher = more anomalous); AUROC by the Mann-Whitney statistic, "
-              "ties counted half. Bits/dim on the other data are median (min–max) over seeds: a flow's "
+              "ties counted half. Bits/dim on the other data are median [min–max] over seeds: a flow's "
               "likelihood of unseen data can reach 1e9 bits/dim in one seed, which a mean would report "
               "as the row's value.")
 

@@ -95,9 +95,9 @@ def short_commit(commit: str) -> str:
 
 
 def configuration_label(key: tuple, final: pd.DataFrame) -> str:
-    """A CONFIGURATION key as a short label: the model and objective names, with only those of their
-    options (and the settings, precision, backend, device) that differ between the rows of
-    its table -- "wgan (n_critic=5)" rather than "wgan{eval_every=50,eval_samples=500,n_critic=5}"."""
+    """A CONFIGURATION key as a short label: the model and objective names, with only those of
+    their options (and the settings, precision, backend, device) that differ between the rows
+    of its table -- "gan · wgan (n_critic=5)" rather than "wgan{eval_every=50,eval_samples=500,n_critic=5}"."""
     parts = []
     for column, value in zip(CONFIGURATION, key):
         values = final[column].dropna().unique()
@@ -105,9 +105,7 @@ def configuration_label(key: tuple, final: pd.DataFrame) -> str:
             name, options = split_label(str(value))
             shared = set.intersection(*(set(split_label(str(v))[1]) for v in values))
             own = [o for o in options if o not in shared]
-            names_differ = len({split_label(str(v))[0] for v in values}) > 1
-            if names_differ or own or column == "objective":
-                parts.append(name + (f" ({', '.join(own)})" if own else ""))
+            parts.append(name + (f" ({', '.join(own)})" if own else ""))
         elif value and len(values) > 1:
             parts.append(str(value))
     return " · ".join(parts) or str(key[0])

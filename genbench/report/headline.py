@@ -22,7 +22,8 @@ from scipy import special, stats
 from genbench.errors import GenbenchError
 from genbench.harness.suites import load_suite
 from genbench.report.base import CONFIGURATION as ROW, Inputs, configuration_label, run_settings
-from genbench.report.references import HEADLINES, best_trivial, headline_reference_rows, reference_scores
+from genbench.report.references import (HEADLINES, best_trivial, headline_of_runs, headline_reference_rows,
+                                        reference_scores)
 from genbench.report.summary import median_interval
 from genbench.report.tables import fmt, markdown_table
 from genbench.report.verdicts import group_failures
@@ -33,16 +34,20 @@ ALPHA = 0.05
 
 
 def section(inputs: Inputs) -> str:
+    """One table per suite, dataset and headline metric: each run sits in the table of its own
+    headline (a VAE scored on binarised data is judged by its FID, not ranked among 8-bit
+    bits/dim); a run without one (diverged before evaluation) in its dataset's first table."""
     final = inputs.final.assign(suite=inputs.final["suite"].fillna("(ad-hoc runs)"))
-    parts = [table_for(suite, dataset, runs, inputs) for (suite, dataset), runs in final.groupby(["suite", "dataset"])]
-    parts = [p for p in parts if p]
+    headline_of = headline_of_runs(final)
+    parts = []
+    for (suite, dataset), records in final.groupby(["suite", "dataset"]):
+        metrics = [m for m in HEADLINES if m in set(records["run_id"].map(headline_of))]
+        table_of = records["run_id"].map(headline_of).fillna(metrics[0] if metrics else "")
+        parts += [table_for(suite, dataset, metric, records[table_of == metric], inputs) for metric in metrics]
     return "\n\n".join(parts) or "(no run recorded a headline metric: % high quality, bits/dim or FID)"
 
 
-def table_for(suite: str, dataset: str, final: pd.DataFrame, inputs: Inputs) -> str:
-    metric = next((m for m in HEADLINES if m in set(final["metric"])), None)
-    if metric is None:
-        return ""
+def table_for(suite: str, dataset: str, metric: str, final: pd.DataFrame, inputs: Inputs) -> str:
     lower = metric != HEADLINES[0]  # % high quality is higher-better; bits/dim and FID lower
     failures = group_failures(final, inputs.verdicts, ROW)
     rows = []
@@ -70,7 +75,7 @@ def shown(rank: int, row: dict, final: pd.DataFrame, reference: dict | None) -> 
         low, high = median_interval(values)
         cell = f"{fmt(float(np.median(values)))} [{fmt(low)}, {fmt(high)}]"
     else:
-        cell = "no value (every run failed before evaluation)"
+        cell = "no value (diverged before evaluation)"
     out = {"rank": rank, "configuration": configuration_label(row["key"], final), "n": len(values), "median [95% CI]": cell,
            "failed": row["failed"] + (f" ({row['rules']})" if row["rules"] else ""),
            "not learned": row["not learned"]}

@@ -265,7 +265,8 @@ def best_trivial(scores: dict[str, float], metric: str, among: tuple[str, ...] |
 def headline_reference_rows(dataset: str, metric: str, records: pd.DataFrame) -> pd.DataFrame:
     """The references of a headline table, as rows: held-out data and every trivial model,
     their mean over draws at the records' sample count."""
-    rows = [{"configuration": f"reference: {name}", "median [95% CI]": f"{fmt(value)} (mean of draws)"}
+    how = "(fitted to the training split)" if metric == BPD_HEADLINE else "(mean of draws)"
+    rows = [{"configuration": f"reference: {name}", "median [95% CI]": f"{fmt(value)} {how}"}
             for name, value in reference_scores(dataset, metric, records).items()]
     return pd.DataFrame(rows)
 

@@ -15,12 +15,17 @@ def fmt(x: float, digits: int = 4) -> str:
 
 
 def mean_std(values: pd.Series) -> str:
+    return seeds_cell(values, lambda v: f"{fmt(v.mean())} ± {fmt(v.std(ddof=1), 2)}")
+
+
+def seeds_cell(values: pd.Series, summary) -> str:
+    """A cell over seeds: "" without values, the value with one, else summary(values) with n."""
     values = values.dropna()
     if values.empty:
         return ""
     if len(values) == 1:
         return f"{fmt(values.iloc[0])} (n=1)"
-    return f"{fmt(values.mean())} ± {fmt(values.std(ddof=1), 2)} (n={len(values)})"
+    return f"{summary(values)} (n={len(values)})"
 
 
 def pooled_cell(values: pd.Series, pooling: str = "mean", scale: float = 1.0) -> str:
@@ -60,14 +65,9 @@ def drop_blank(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def median_range(values: pd.Series) -> str:
-    """median (min-max, n) of the seeds: for values that span decades, where one seed's
+    """median [min-max] (n) of the seeds: for values that span decades, where one seed's
     1e9 would swamp a mean."""
-    values = values.dropna()
-    if values.empty:
-        return ""
-    if len(values) == 1:
-        return f"{fmt(values.iloc[0])} (n=1)"
-    return f"{fmt(values.median())} ({fmt(values.min())}–{fmt(values.max())}, n={len(values)})"
+    return seeds_cell(values, lambda v: f"{fmt(v.median())} [{fmt(v.min())}–{fmt(v.max())}]")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

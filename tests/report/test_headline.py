@@ -51,7 +51,7 @@ def test_ranked_by_median_with_references_and_a_holm_corrected_test_against_the_
         rows += gan_run("hinge", seed, 36.0 + 2 * seed)  # overlaps the reference
     text = section(rows)
     ranked = table_rows(text)
-    assert [r[1] for r in ranked[:3]] == ["lsgan", "non-saturating", "hinge"]
+    assert [r[1] for r in ranked[:3]] == ["gan · lsgan", "gan · non-saturating", "gan · hinge"]
     assert ranked[0][3].startswith("82 [")  # median of 80..84, then its 95% interval
     # 5 vs 5 fully separated: exact two-sided p = 2 / C(10, 5) = 0.0079, times 2 rows (Holm) = 0.016
     assert ranked[0][-1] == "0.016 differs" and ranked[1][-1] == "reference" and ranked[2][-1].endswith("n.s.")
