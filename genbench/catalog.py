@@ -26,6 +26,7 @@ KIND_PACKAGES: dict[str, tuple[str, ...]] = {
     "suites": ("genbench.harness.suites",),
     "trainers": ("genbench.train",),
     "benches": ("genbench.kernelbench",),
+    "reproductions": ("genbench.reproduce",),
 }
 
 

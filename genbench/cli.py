@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--dry-run", action="store_true", help="validate and print the planned runs (and which "
                        "are already complete in --out, so would be skipped), then exit without training")
 
+    p_repro = sub.add_parser("reproduce", help="re-check published results with genbench's own code: list, run "
+                             "one or several, or all; writes records and a report with paper and genbench side by side",
+                             description="Each reproduction names its paper, the claims it tests, its setup and a "
+                             "verdict per claim (reproduced / not reproduced / inconclusive). `genbench reproduce list` "
+                             "names them; `genbench reproduce NAME [NAME ...]` or `genbench reproduce all` runs them.")
+    p_repro.add_argument("names", nargs="+", metavar="list|all|NAME", help="`list`, `all`, or reproduction names")
+    p_repro.add_argument("--profile", choices=["cpu", "gpu"], default="cpu",
+                         help="budget: cpu (default; what a 2-core machine finishes) or gpu (longer runs)")
+    p_repro.add_argument("--out", type=out_arg, help="result folder; rerunning into it skips the reproductions "
+                         "already complete there (default results/reproduce/<profile>/)")
+
     p_kernels = sub.add_parser("kernels", help="benchmark the Triton kernels against their baselines (CUDA)")
     p_kernels.add_argument("--ops", nargs="+", help="benches to run (default: all; e.g. attention vq_nearest)")
     p_kernels.add_argument("--cases", nargs="+", metavar="GLOB",
@@ -234,6 +245,32 @@ def is_main_process() -> bool:
     return is_main()
 
 
+def cmd_reproduce(args) -> int:
+    from genbench.report import render_report
+    from genbench.reproduce import run_reproduction
+
+    registry = registry_for("reproductions")
+    if args.names == ["list"]:
+        for name in registry.names():
+            entry = registry.get(name)
+            print(f"{name}\t{entry.paper}; {entry.where} ({args.profile}: {entry.budget[args.profile]})")
+        return 0
+    names = registry.names() if args.names == ["all"] else args.names
+    for name in names:
+        registry.get(name)  # every name checked before anything runs
+    out = args.out or RESULTS_ROOT / "reproduce" / args.profile
+    for name in names:
+        print(f"{name} ({args.profile}) ...", file=sys.stderr)
+        checks = run_reproduction(name, args.profile, out)
+        if checks is None:
+            print(f"  already complete in {out}: skipped", file=sys.stderr)
+            continue
+        for check in checks:
+            print(f"  {check.verdict:15s} {check.claim}", file=sys.stderr)
+    print(render_report([out]))
+    return 0
+
+
 def cmd_report(args) -> int:
     from genbench.report import render_report
 
@@ -333,7 +370,8 @@ def default_out(folder: str) -> Path:
     return RESULTS_ROOT / folder / f"{stamp}-{socket.gethostname()}"
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "kernels": cmd_kernels, "compare": cmd_compare}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "kernels": cmd_kernels, "compare": cmd_compare,
+            "reproduce": cmd_reproduce}
 
 
 def main(argv: list[str] | None = None) -> int:

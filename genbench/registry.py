@@ -99,7 +99,9 @@ KERNELS: Registry[Any] = Registry("kernels")
 SUITES: Registry[Any] = Registry("suites")
 TRAINERS: Registry[Any] = Registry("trainers")
 BENCHES: Registry[Any] = Registry("benches")  # kernel benchmarks (genbench.kernelbench)
+REPRODUCTIONS: Registry[Any] = Registry("reproductions")  # published results re-checked (genbench.reproduce)
 
 REGISTRIES: dict[str, Registry[Any]] = {
-    r.kind: r for r in (DATASETS, MODELS, LOSSES, REGULARIZERS, METRICS, KERNELS, SUITES, TRAINERS, BENCHES)
+    r.kind: r for r in (DATASETS, MODELS, LOSSES, REGULARIZERS, METRICS, KERNELS, SUITES, TRAINERS, BENCHES,
+                        REPRODUCTIONS)
 }

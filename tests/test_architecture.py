@@ -25,6 +25,7 @@ LAYERS = [
     ("train",),
     ("metrics",),
     ("harness",),
+    ("reproduce",),
     ("report", "kernelbench"),
     ("cli", "catalog", "__main__", "__init__", "api"),
 ]

@@ -180,12 +180,14 @@ EXPECTED_BUILTINS = {
     "kernels": {"reparam_kl"},
     "suites": {"quick"},
     "trainers": {"single", "adversarial", "vaegan"},
+    "reproductions": {"dirac-gan"},
 }
 
 
 def test_registry_kinds_match_cli_contract():
     assert set(REGISTRIES) == {
         "datasets", "models", "losses", "regularizers", "metrics", "kernels", "suites", "trainers", "benches",
+        "reproductions",
     }
 
 

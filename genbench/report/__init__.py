@@ -23,8 +23,8 @@ import pandas as pd
 from genbench.errors import GenbenchError
 from genbench.harness.store import load_frame, unwritable_message, write_text_atomic
 from genbench.report import (anomaly, appendix, ar_samplers, artefacts, curves, distributions, headline, likelihood,
-                             performance, precision, provenance, rate_distortion, references, results, runs, samplers,
-                             stability)
+                             performance, precision, provenance, rate_distortion, references, reproductions, results, runs,
+                             samplers, stability)
 from genbench.report.base import DIRTY, DIRTY_MARK, Inputs, attach_settings, short_commit
 from genbench.report.html import Images, checked_links, write_html_report
 from genbench.report.summary import SUMMARY_FILE, summary_csv
@@ -33,7 +33,7 @@ REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 # The answer first (headline, then the distributions behind it), then the detail tables, then
 # the appendix: settings and compute, curves, every sample grid, provenance.
-SECTIONS = (headline, distributions, runs, references, results, rate_distortion, samplers, likelihood, anomaly,
+SECTIONS = (headline, reproductions, distributions, runs, references, results, rate_distortion, samplers, likelihood, anomaly,
             ar_samplers, stability, performance, precision, appendix, curves, artefacts, provenance)
 
 
