@@ -22,6 +22,7 @@ from genbench.harness.store import (COMPLETE_METRIC, DIVERGED_METRIC, RESULTS_FI
                                     completed_run_ids)
 from genbench.registry import REPRODUCTIONS
 from genbench.reproduce.base import CLAIM_METRIC, PROFILES, VERDICTS, Check, Measurement, Reproduction
+from genbench.reproduce.ddim_oracle import DDIM_ORACLE
 from genbench.reproduce.dirac_gan import DIRAC_GAN
 from genbench.utils.hashing import json_hash
 from genbench.values import declare_values
@@ -31,12 +32,15 @@ __all__ = ["CLAIM_METRIC", "PROFILES", "VERDICTS", "Check", "Measurement", "Repr
 SUITE = "reproduce"
 VERDICT_VALUE = {"reproduced": 1.0, "not reproduced": 0.0, "inconclusive": None}
 
-REPRODUCTIONS.register(DIRAC_GAN.name, DIRAC_GAN)
+for _reproduction in (DIRAC_GAN, DDIM_ORACLE):
+    REPRODUCTIONS.register(_reproduction.name, _reproduction)
 
 declare_values("reproduce", {
     CLAIM_METRIC: ("higher", "verdict", "1 when genbench reproduced the published claim, 0 when it did not, "
                                         "none when inconclusive (the verdict and reason in the provenance)"),
     "dirac/distance@*": ("lower", "distance", "Dirac-GAN: distance of (theta, psi) to the equilibrium (0, 0)"),
+    "ddim_oracle/w2@*": ("lower", "W2", "2-Wasserstein distance of a sampler's Gaussian fit to the data's, "
+                                         "with the exact noise predictor"),
 }, conditions=("profile",), outcomes=("claim", "published", "measured", "verdict", "reason", "paper", "where"))
 
 
@@ -68,7 +72,8 @@ def records(reproduction: Reproduction, profile: str, run_id: str, measurement: 
               "model": reproduction.name, "objective": f"profile={profile}", "dataset": reproduction.name,
               "seed": 0, "backend": "none", "precision": "fp64"}
     paper = {"paper": reproduction.paper, "where": reproduction.where, "profile": profile}
-    out = [make_record(common, metric, value, "distance", step, {"profile": profile})
+    out = [make_record(common, metric, value, "distance" if metric.startswith("dirac") else "W2", step,
+                       {"profile": profile})
            for metric, points in measurement.curves.items() for step, value in points]
     out += [make_record(common, metric, value, unit, None, {"profile": profile})
             for metric, (value, unit) in measurement.values.items()]
