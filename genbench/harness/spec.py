@@ -124,6 +124,10 @@ def check_data(run: Run, headers: dict[str, Header]) -> None:
         headers[cfg.dataset] = probe_dataset(cfg.dataset)
     header = headers[cfg.dataset]
     check_batch_size(cfg.batch_size, header.n_train, repr(cfg.dataset))
+    pack = getattr(run.model_options, "pack", 1)  # PacGAN: D scores groups of `pack` samples
+    if cfg.batch_size % pack:
+        raise ConfigError(f"pack={pack} groups the batch's samples for the discriminator, but batch_size "
+                          f"{cfg.batch_size} is not a multiple of it: use --batch-size {cfg.batch_size // pack * pack or pack}.")
     if METRICS.get("quality").applies(run.model_spec.cls, header):  # reads the model's sample() and header.kind
         check_fid_sizes(cfg.eval_samples, header.n_train, fid_dims(cfg.feature_extractor, cfg.feature_weights),
                         "eval_samples (--eval-samples)")

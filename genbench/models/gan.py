@@ -54,11 +54,20 @@ class GanOptions(GanNetOptions):
     info_continuous: int = 2  # InfoGAN: number of continuous codes
     info_weight: float = 1.0  # InfoGAN: lambda of the mutual-information bound
     aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classifier loss
+    # PacGAN (Lin et al. 2018): D scores groups of `pack` samples, concatenated along channels
+    # (features for points), all real or all fake; 1 = the ordinary discriminator. Works with
+    # every loss and regulariser; batch_size must be a multiple of it.
+    pack: int = 1
 
     def __post_init__(self):
         super().__post_init__()
         if self.latent_dim < 1 or self.info_categories < 0 or self.info_continuous < 0:
             raise ValueError("latent_dim >= 1; info_categories and info_continuous >= 0")
+        if isinstance(self.pack, bool) or not isinstance(self.pack, int) or self.pack < 1:
+            raise ValueError(f"pack must be a positive integer (1 = no packing); got {self.pack!r}")
+        if self.pack > 1 and self.conditional != "none":
+            raise ValueError(f"pack={self.pack} packs samples of different labels or codes together; PacGAN is "
+                             "defined for unconditional GANs: use conditional='none' or pack=1")
 
 
 @dataclass
@@ -93,8 +102,9 @@ class GAN(GenerativeModel):
         cond_dim = {"none": 0, "cgan": self.n_classes, "acgan": self.n_classes,
                     "infogan": options.info_categories + options.info_continuous}[options.conditional]
         self.generator = build_generator(options, self.shape, options.latent_dim, cond_dim, backend=backend)
+        packed = (self.shape[0] * options.pack, *self.shape[1:])  # PacGAN: D sees `pack` samples at once
         self.discriminator = build_discriminator(
-            options, self.shape, objective.disc_output,
+            options, packed, objective.disc_output,
             n_classes=self.n_classes if options.conditional in ("cgan", "acgan") else 0,
             cond_channels=self.n_classes if options.conditional == "cgan" else 0,
             info_categories=options.info_categories if options.conditional == "infogan" else 0,
@@ -151,6 +161,14 @@ class GAN(GenerativeModel):
         return self.generator(self.latent(n, generator), self.condition(codes)), codes
 
     def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None):
+        """D's output for x (B, ...): one score per sample, or with pack = m one per group of m
+        consecutive samples (B / m scores; the batch must not mix real and fake in a group)."""
+        m = self.options.pack
+        if m > 1:
+            if x.shape[0] % m:
+                raise ConfigError(f"pack={m}: a batch of {x.shape[0]} samples cannot be split into groups of {m}; "
+                                  f"use a batch_size that is a multiple of {m}.")
+            x = x.reshape(x.shape[0] // m, -1, *x.shape[2:])  # (B/m, m*C, ...): consecutive samples side by side
         return self.discriminator(x, labels if self.options.conditional == "cgan" else None)
 
     # ------------------------------------------------------------------ auxiliary terms

@@ -171,7 +171,7 @@ class AdversarialStep:
             return self.model.discriminate(real, y_real), self.model.discriminate(fake, y_fake)
         labels = None if y_real is None or y_fake is None else torch.cat([y_real, y_fake])
         both = self.model.discriminate(torch.cat([real, fake]), labels)
-        return both.split(real.shape[0])  # DOutput.split: (real part, fake part)
+        return both.split(both.score.shape[0] // 2)  # (real part, fake part): equal halves, packed or not
 
     def discriminator_step(self, step: int) -> dict[str, float]:
         real, y_real = self.real_batch()
