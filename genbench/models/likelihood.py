@@ -25,9 +25,16 @@ import torch.nn.functional as F
 from genbench.errors import ConfigError
 from genbench.utils.pixels import PIXEL_LEVELS
 
-LOG_SIGMA_MIN = -7.0  # floor on predicted log sigma (sigma ~ 1e-3, below the dequantisation noise)
+LOG_SIGMA_MIN = -7.0  # floor on predicted log sigma for unquantised data (points)
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 BIN_WIDTH = 2.0 / (PIXEL_LEVELS - 1)  # width of one 8-bit level in [-1, 1] units
+# Floor on predicted log sigma for dequantised 8-bit data: the std of the uniform
+# dequantisation noise, w / sqrt(12). No Gaussian fits a level's uniform noise better with a
+# smaller sigma (the maximum-likelihood sigma of U(-w/2, w/2) is exactly this), so the floor
+# costs no likelihood at the optimum; below it, constant background pixels drove sigma down
+# to e^-7 and their squared errors, divided by sigma^2, swamped the gradient -- a beta = 1 VAE
+# on digits then ended with a worse beta = 1 ELBO than a beta = 4 one (3 seeds of 3).
+LOG_SIGMA_MIN_DEQUANTISED = math.log(BIN_WIDTH / math.sqrt(12))
 
 
 def dequantise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -88,8 +95,9 @@ class Likelihood:
         if self.sigma is not None:
             return out, torch.full_like(out, math.log(self.sigma))
         mean, raw = out.chunk(2, dim=1)
+        floor = LOG_SIGMA_MIN_DEQUANTISED if self.quantised else LOG_SIGMA_MIN
         # Soft floor: keeps the gradient alive, unlike a hard clamp.
-        return mean, LOG_SIGMA_MIN + F.softplus(raw - LOG_SIGMA_MIN)
+        return mean, floor + F.softplus(raw - floor)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """E[x|z] in the data's own range ([-1, 1] for images)."""
