@@ -13,7 +13,7 @@ import pandas as pd
 
 from genbench.harness.store import COMPLETE_METRIC
 from genbench.report.base import GROUP, Inputs, rel
-from genbench.report.references import HEADLINES
+from genbench.report.references import HEADLINES, HIGHER_IS_BETTER
 from genbench.report.tables import drop_uniform, fmt, markdown_table
 
 TITLE = "Appendix: settings, compute and samples per row"
@@ -83,7 +83,7 @@ def sample_links(complete: pd.DataFrame, inputs: Inputs) -> str:
     order = list(complete.sort_values("seed")["run_id"])
     if metric is not None:
         scored = final[final["metric"] == metric].dropna(subset=["value"]).sort_values("value")
-        ranked = list(scored["run_id"]) if metric != HEADLINES[0] else list(scored["run_id"])[::-1]
+        ranked = list(scored["run_id"])[::-1] if metric in HIGHER_IS_BETTER else list(scored["run_id"])
         order = ranked + [r for r in order if r not in ranked]  # unscored (failed) runs last
     picks: dict[str, str] = {}  # run id -> which pick it is (a run that is both best and median: "best")
     for name, index in (("best", 0), ("median", (len(order) - 1) // 2), ("worst", len(order) - 1)):

@@ -22,8 +22,8 @@ from scipy import special, stats
 from genbench.errors import GenbenchError
 from genbench.harness.suites import load_suite
 from genbench.report.base import CONFIGURATION as ROW, Inputs, configuration_label, run_settings
-from genbench.report.references import (HEADLINES, best_trivial, headline_of_runs, headline_reference_rows,
-                                        reference_scores)
+from genbench.report.references import (HEADLINES, HIGHER_IS_BETTER, best_trivial, headline_of_runs,
+                                        headline_reference_rows, reference_scores)
 from genbench.report.summary import median_interval
 from genbench.report.tables import fmt, markdown_table
 from genbench.report.verdicts import group_failures
@@ -48,7 +48,7 @@ def section(inputs: Inputs) -> str:
 
 
 def table_for(suite: str, dataset: str, metric: str, final: pd.DataFrame, inputs: Inputs) -> str:
-    lower = metric != HEADLINES[0]  # % high quality is higher-better; bits/dim and FID lower
+    lower = metric not in HIGHER_IS_BETTER
     failures = group_failures(final, inputs.verdicts, ROW)
     rows = []
     for key, runs in final.groupby(ROW, sort=True):
@@ -141,7 +141,7 @@ def caveats(final: pd.DataFrame, rows: list[dict], metric: str, reference: dict 
         notes.append("Every configuration has seeds that did not beat the best trivial model.")
     if scores:
         name = best_trivial(scores, metric)
-        lower = metric != HEADLINES[0]
+        lower = metric not in HIGHER_IS_BETTER
         beaten = [r for r in rows if len(r["values"])
                   and not ((np.median(r["values"]) < scores[name]) if lower else (np.median(r["values"]) > scores[name]))]
         if rows and len(beaten) * 2 > len(rows):

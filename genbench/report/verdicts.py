@@ -28,7 +28,8 @@ import pandas as pd
 
 from genbench.harness.store import DIVERGED_METRIC
 from genbench.report.base import binarised
-from genbench.report.references import judged_runs, points_nll_reference
+from genbench.report.references import BPD_HEADLINE as BPD, COVERAGE_HEADLINE as COVERAGE, judged_runs, \
+    points_nll_reference
 from genbench.train.stability import collapse_rule, collapsed_from, modes_countable
 
 RULES = ("diverged", "exploded", "degenerate", "collapsed", "never learned")
@@ -36,8 +37,7 @@ EXPLODED_BPD = 8.0  # bits/dim of a uniform distribution over 256 levels
 EXPLODED_NATS_PER_DIM = 2.0
 DEGENERATE_HQ_PCT = 10.0
 DEGENERATE_MS_SSIM = 0.8
-BPD, NLL = "test/nll_bpd", "test/nll"
-COVERAGE, MS_SSIM = "coverage/high_quality_pct", "ms-ssim/ms_ssim"
+NLL, MS_SSIM = "test/nll", "ms-ssim/ms_ssim"
 FAILURE_NOTE = ("`failed`: runs for which a failure rule fired -- diverged (NaN/Inf), exploded (held-out bits/dim "
                 f"above {EXPLODED_BPD:g}, or a 2-D NLL {EXPLODED_NATS_PER_DIM:g} nats per dimension above a fitted "
                 f"Gaussian's), degenerate (all high-quality samples on one mode, >= {DEGENERATE_HQ_PCT:g} % of them; "
@@ -52,7 +52,6 @@ NOT_LEARNED_NOTE = ("`not learned`: runs whose headline metric does not beat the
 class Verdict:
     fired: tuple[tuple[str, str], ...] = ()  # (rule, what it saw), in RULES order
     not_learned: bool | None = None  # does not beat the best trivial model; None where no reference applies
-    not_learned_detail: str = ""
 
     @property
     def failed(self) -> bool:
@@ -78,7 +77,7 @@ def run_verdicts(frame: pd.DataFrame) -> dict[str, Verdict]:
                  ("degenerate", degenerate(values)), ("collapsed", collapsed(per_step.get(run_id))),
                  ("never learned", judged.never_detail if judged and judged.never_learned else None)]
         verdicts[run_id] = Verdict(tuple((rule, seen) for rule, seen in found if seen),
-                                   judged.not_learned if judged else None, judged.detail if judged else "")
+                                   judged.not_learned if judged else None)
     return verdicts
 
 
@@ -123,10 +122,9 @@ def collapsed(steps: pd.DataFrame | None) -> str | None:
     its stability/high_quality_pct, or stability/fid), at the last interval."""
     if steps is None:
         return None
-    series = interval_quality(steps)
+    signal, series = interval_quality(steps)
     if len(series) < 2:
         return None
-    signal = "modes_captured" if "modes_captured" in steps["metric"].str.split("/").str[1].values else "fid"
     evidence = [(step, q) for step, q, countable in series if countable]
     last_step, last, last_countable = series[-1]
     earlier = [q for step, q in evidence if step < last_step]
@@ -136,8 +134,9 @@ def collapsed(steps: pd.DataFrame | None) -> str | None:
     return f"{shown(last)} at step {last_step:g} against the best {shown(max(earlier))} ({collapse_rule(signal)})"
 
 
-def interval_quality(steps: pd.DataFrame) -> list[tuple[float, float, bool]]:
-    """(step, higher-is-better quality, whether it is evidence) per training interval."""
+def interval_quality(steps: pd.DataFrame) -> tuple[str, list[tuple[float, float, bool]]]:
+    """The signal ("modes_captured" or "fid") and, per training interval, (step,
+    higher-is-better quality, whether it is evidence)."""
     modes = steps[steps["metric"] == "stability/modes_captured"]
     if len(modes):
         hq = dict(zip(steps.loc[steps["metric"] == "stability/high_quality_pct", "step"],
@@ -147,9 +146,9 @@ def interval_quality(steps: pd.DataFrame) -> list[tuple[float, float, bool]]:
             n_modes, n = int(unit.rsplit(" ", 1)[-1]), prov.get("n_samples")
             n_hq = round(hq[step] * n / 100) if n and step in hq else 0
             out.append((step, float(value), modes_countable(n_hq, n_modes)))
-        return sorted(out)
+        return "modes_captured", sorted(out)
     fid = steps[steps["metric"] == "stability/fid"]
-    return sorted((step, -float(value), True) for step, value in zip(fid["step"], fid["value"]))
+    return "fid", sorted((step, -float(value), True) for step, value in zip(fid["step"], fid["value"]))
 
 
 def group_failures(final: pd.DataFrame, verdicts: dict[str, Verdict], by: list[str]) -> dict[tuple, dict]:

@@ -72,9 +72,8 @@ def records(reproduction: Reproduction, profile: str, run_id: str, measurement: 
               "model": reproduction.name, "objective": f"profile={profile}", "dataset": reproduction.name,
               "seed": 0, "backend": "none", "precision": "fp64"}
     paper = {"paper": reproduction.paper, "where": reproduction.where, "profile": profile}
-    out = [make_record(common, metric, value, "distance" if metric.startswith("dirac") else "W2", step,
-                       {"profile": profile})
-           for metric, points in measurement.curves.items() for step, value in points]
+    out = [make_record(common, metric, value, unit, step, {"profile": profile})
+           for metric, (unit, points) in measurement.curves.items() for step, value in points]
     out += [make_record(common, metric, value, unit, None, {"profile": profile})
             for metric, (value, unit) in measurement.values.items()]
     out += [make_record(common, CLAIM_METRIC, VERDICT_VALUE[c.verdict], "verdict", None,

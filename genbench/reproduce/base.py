@@ -43,7 +43,7 @@ class Measurement:
     """What a reproduction's run returns: its checks and the curves and values behind them."""
 
     checks: list[Check]
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> (step, value)
+    curves: dict[str, tuple[str, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> (unit, points)
     values: dict[str, tuple[float, str]] = field(default_factory=dict)  # metric -> (value, unit)
     config: dict = field(default_factory=dict)  # the settings it ran with, for the record
 

@@ -68,7 +68,7 @@ def run(profile: str) -> Measurement:
     distance = {key: w2(x) for key, x in draws.items()}
     values = {f"ddim_oracle/w2@{s}-{k}": (d, "W2") for (s, k), d in distance.items()}
     checks = [ddim_beats_ancestral(distance), fixed_large_degrades(distance, draws), deterministic_and_consistent(n)]
-    curves = {f"ddim_oracle/w2@{s}": [(k, distance[(s, k)]) for k in STEP_COUNTS] for s in SAMPLERS}
+    curves = {f"ddim_oracle/w2@{s}": ("W2", [(k, distance[(s, k)]) for k in STEP_COUNTS]) for s in SAMPLERS}
     return Measurement(checks, curves=curves, values=values,
                        config={"T": T, "scales": SCALES, "samples": n, "step_counts": STEP_COUNTS})
 

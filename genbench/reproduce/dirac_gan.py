@@ -152,7 +152,7 @@ def run(profile: str) -> Measurement:
     for variant in VARIANTS:
         distances = train(variant, steps)
         every = max(1, steps // 200)  # 200 points per curve are enough to draw it
-        curves[f"dirac/distance@{variant}"] = [(i, d) for i, d in enumerate(distances) if i % every == 0]
+        curves[f"dirac/distance@{variant}"] = ("distance", [(i, d) for i, d in enumerate(distances) if i % every == 0])
         checks.append(check(variant, distances))
     config = {"start": START, "steps": steps, "variants": {k: dict(zip(
         ("loss", "regularizers", "updates", "critic_steps", "lr", "instance_noise"), v)) for k, v in VARIANTS.items()}}
